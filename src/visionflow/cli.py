@@ -1,0 +1,207 @@
+"""The `visionflow` command: a thin face over the training engine and the model directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from .errors import VisionflowError
+
+S = argparse.SUPPRESS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from .datasets import DATASET_NAMES
+    from .config import OPTIMIZERS, SCHEDULES
+
+    p.add_argument("--model", default=S, help="registered model: mlp or cnn (default cnn)")
+    p.add_argument("--dataset", default=S, choices=DATASET_NAMES,
+                   help="digits (embedded, offline; the default), mnist or fashion-mnist")
+    p.add_argument("--data-dir", default=S, help="read the dataset's standard files from DIR")
+    p.add_argument("--model-dir", default=None, help="where the run lives (default runs/MODEL-DATASET)")
+    p.add_argument("--steps", type=int, default=S, help="train until global step N (continues a model dir)")
+    p.add_argument("--epochs", type=float, default=S, help="passes over the training split")
+    p.add_argument("--batch-size", type=int, default=S)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=S)
+    p.add_argument("--lr", type=float, default=S, help="peak learning rate")
+    p.add_argument("--momentum", type=float, default=S, help="for --optimizer momentum")
+    p.add_argument("--weight-decay", type=float, default=S)
+    p.add_argument("--schedule", choices=SCHEDULES, default=S, help="learning-rate schedule (default onecycle)")
+    p.add_argument("--warmup", type=float, default=S, help="warm-up as a fraction of the run")
+    p.add_argument("--label-smoothing", type=float, default=S)
+    p.add_argument("--augment-shift", type=int, default=S, help="random translation by up to N pixels")
+    p.add_argument("--dropout", type=float, default=S)
+    p.add_argument("--validation-size", type=int, default=S, help="examples held out of train")
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--deterministic", action="store_true", default=S,
+                   help="deterministic kernels: bit-exact reruns and resumes on CPU")
+    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=S)
+    p.add_argument("--log-every", type=int, default=S, help="log a line every N steps")
+    p.add_argument("--checkpoint-every", type=int, default=S, help="save a checkpoint every N steps")
+    p.add_argument("--keep-checkpoints", type=int, default=S, help="how many checkpoints to keep")
+    p.add_argument("--log-device-placement", action="store_true", help="print where each parameter and layer lives")
+    p.add_argument("--json", action="store_true", help="print the final test evaluation as one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="visionflow", description="Train, evaluate and use image classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    _train_args(sub.add_parser("train", help="train (or continue training) a model directory"))
+
+    ev = sub.add_parser("evaluate", help="evaluate a model directory's checkpoint")
+    ev.add_argument("--model-dir", required=True)
+    ev.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    ev.add_argument("--step", type=int, default=None, help="checkpoint to evaluate (default: latest)")
+    ev.add_argument("--data-dir", default=None)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", action="store_true", help="print results as JSON (one object per evaluation)")
+    ev.add_argument("--watch", action="store_true", help="evaluate each new checkpoint until interrupted")
+    ev.add_argument("--poll", type=float, default=2.0, help="seconds between checks with --watch")
+    ev.add_argument("--timeout", type=float, default=None, help="with --watch: stop after N s with no new checkpoint")
+
+    pr = sub.add_parser("predict", help="classify image files or .npy batches")
+    pr.add_argument("--model-dir", required=True)
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--json", action="store_true", help="one JSON line per input image")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="PNG/JPEG image or .npy batch")
+
+    bd = sub.add_parser("board", help="start TensorBoard on a model directory")
+    bd.add_argument("--model-dir", required=True)
+    bd.add_argument("--port", type=int, default=6006)
+    bd.add_argument("--host", default="127.0.0.1")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "board": cmd_board}[
+            args.command](args)
+    except VisionflowError as e:
+        print(f"visionflow: error: {e}" if e.exit_code == 2 else f"visionflow: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("visionflow: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .modeldir import ModelDir
+    from .training import resolve_config, train
+
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("command", "model_dir", "log_device_placement", "json")}
+    model_dir = args.model_dir or f"runs/{flags.get('model', 'cnn')}-{flags.get('dataset', 'digits')}"
+    config = resolve_config(ModelDir(model_dir), flags)
+    on_start = print_device_placement if args.log_device_placement else None
+    outcome = train(config, model_dir, on_start=on_start)
+    result, test = outcome.result, outcome.test
+    if args.json:
+        print(json.dumps({**(test.to_dict() if test else {}), "model_dir": model_dir,
+                          "examples_per_sec": result.examples_per_sec, "train_seconds": result.seconds}))
+        return 0
+    if result.steps_run == 0:
+        print(f"{model_dir}: already at global step {result.global_step}; nothing to train "
+              "(raise --steps or --epochs to continue)")
+    else:
+        print(f"trained {result.steps_run} steps in {result.seconds:.1f} s ({result.examples_per_sec:,.0f} examples/s)")
+    if test is not None:
+        print(f"test accuracy {test.accuracy:.2%}  loss {test.loss:.4f}  global step {test.global_step}  "
+              f"({test.count} examples) — model dir {model_dir}")
+    return 0
+
+
+def print_device_placement(run: Any, model: Any, device: Any) -> None:
+    """Like TF's log_device_placement: every layer and parameter with its device."""
+    print(f"device: {device}")
+    for name, module in model.named_modules():
+        params = list(module.parameters(recurse=False))
+        where = params[0].device if params else device
+        print(f"layer {name or '(model)'} ({type(module).__name__}): {where}")
+    for name, param in model.named_parameters():
+        print(f"param {name} {tuple(param.shape)} {param.dtype}: {param.device}")
+    sys.stdout.flush()
+
+
+def _print_eval(result: Any, as_json: bool, model_dir: str) -> None:
+    if as_json:
+        print(json.dumps(result.to_dict()), flush=True)
+        return
+    print(f"{result.split}: accuracy {result.accuracy:.2%}  loss {result.loss:.4f}  global step {result.global_step}  "
+          f"({result.count} examples)")
+    width = max(len(n) for n in result.class_names)
+    print(f"  {'class':<{width}}  precision  recall")
+    for name, p, r in zip(result.class_names, result.precision, result.recall):
+        print(f"  {name:<{width}}  {p:9.4f}  {r:6.4f}")
+    print(f"  confusion matrix: {model_dir}/confusion_{result.split}.png", flush=True)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_model_dir, watch
+
+    if args.watch:
+        watch(args.model_dir, lambda r: _print_eval(r, args.json, args.model_dir), args.split, args.device,
+              args.poll, args.timeout, args.data_dir)
+        return 0
+    result = evaluate_model_dir(args.model_dir, args.split, args.device, args.step, args.data_dir)
+    _print_eval(result, args.json, args.model_dir)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .engine import predict_probabilities, resolve_device
+    from .evaluation import load_model
+    from .modeldir import ModelDir
+    from .predict import read_inputs, to_predictions
+
+    model_dir = ModelDir(args.model_dir)
+    run = model_dir.load_config()
+    batch, sources = read_inputs(args.inputs, run.preprocessing)
+    run, model, _ = load_model(model_dir, resolve_device(args.device))
+    x = run.preprocessing.normalize(torch.from_numpy(batch))
+    predictions = to_predictions(predict_probabilities(model, x, run.train.precision), sources, run.class_names)
+    for p in predictions:
+        if args.json:
+            print(json.dumps(p.to_dict()))
+        else:
+            where = p.source if sources.count(p.source) == 1 else f"{p.source}[{p.index}]"
+            print(f"{where}: {p.label} ({p.probabilities[p.class_id]:.4f})")
+    return 0
+
+
+def cmd_board(args: argparse.Namespace) -> int:
+    from .modeldir import ModelDir
+
+    directory = ModelDir(args.model_dir).path
+    if not directory.is_dir():
+        from .errors import InputError
+
+        raise InputError(f"{directory}: model directory not found")
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(directory), "--port", str(args.port), "--host", args.host])
+    url = board.launch()
+    print(f"TensorBoard {url} (Ctrl-C to stop)", flush=True)
+    import time
+
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Typed run configuration, saved as `config.json` in the model directory.
+
+`TrainConfig` holds every hyperparameter and run setting; `RunConfig` adds what the data
+decided (model spec, preprocessing, class names).  Together they let `train`, `evaluate` and
+`predict` rebuild everything from the directory alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import InputError
+from .models import ModelSpec
+from .preprocessing import Preprocessing
+
+FORMAT_VERSION = 1
+OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad")
+SCHEDULES = ("constant", "onecycle", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters and run settings; units are given where they matter.
+
+    `steps` (a global step to train up to, like the Estimator's max_steps) wins over
+    `epochs` (passes over the training split).  `warmup` and `augment_shift` are a fraction
+    of the run and a number of pixels.
+    """
+
+    model: str = "cnn"
+    dataset: str = "digits"
+    data_dir: Optional[str] = None
+    validation_size: Optional[int] = None
+    steps: Optional[int] = None
+    epochs: Optional[float] = None
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"
+    warmup: float = 0.15
+    label_smoothing: float = 0.0
+    augment_shift: int = 0
+    dropout: Optional[float] = None
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    log_every: int = 100
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 5
+
+    def validate(self) -> "TrainConfig":
+        checks = [
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.steps is None or self.steps >= 0, "--steps must be 0 or more"),
+            (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+            (0 <= self.warmup < 1, "--warmup must be in [0, 1)"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.augment_shift >= 0, "--augment-shift must be 0 or more"),
+            (self.log_every >= 1, "--log-every must be at least 1"),
+            (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
+            (self.keep_checkpoints >= 1, "--keep-checkpoints must be at least 1"),
+            (self.precision in ("auto", "fp32", "bf16", "fp16"), "--precision must be auto, fp32, bf16 or fp16"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+        return self
+
+
+@dataclass
+class RunConfig:
+    """Everything stored in `config.json`: the training config plus what the data fixed."""
+
+    train: TrainConfig
+    model: ModelSpec
+    preprocessing: Preprocessing
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+    format: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config.json") -> "RunConfig":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{source}: not valid JSON ({e})") from None
+        config = from_dict(cls, raw, source)
+        if config.format != FORMAT_VERSION:
+            raise InputError(f"{source}: format {config.format} is not supported (expected {FORMAT_VERSION})")
+        return config
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise InputError(f"{path.parent}: not a visionflow model directory (no config.json)") from None
+        return cls.from_json(text, str(path))
+
+
+def from_dict(cls: type, raw: Any, where: str) -> Any:
+    """Build dataclass `cls` from JSON data, checking every field's type."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected an object for {cls.__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} in {cls.__name__}")
+    values = {name: _convert(hints[name], raw[name], f"{where}: field {name!r}") for name in names if name in raw}
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise InputError(f"{where}: {e}") from None
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise InputError(f"{where}: expected a list, got {type(value).__name__}")
+        item = args[0] if args else Any
+        if len(args) > 1 and args[1] is not Ellipsis:
+            if len(value) != len(args):
+                raise InputError(f"{where}: expected {len(args)} items, got {len(value)}")
+            return tuple(_convert(a, v, where) for a, v in zip(args, value))
+        return tuple(_convert(item, v, where) for v in value)
+    if origin is dict or hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise InputError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
+        return value
+    return value

@@ -1,0 +1,103 @@
+"""Evaluating a model directory: once, or every new checkpoint as it appears (`--watch`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .checkpoint import latest_step, load_checkpoint, read_index
+from .config import RunConfig
+from .datasets import load_dataset
+from .engine import evaluate, resolve_device
+from .errors import InputError
+from .fsio import atomic_write_json
+from .metrics import EvalResult
+from .modeldir import ModelDir
+from .models import build_model
+from .pipeline import TensorBatches
+from .plots import save_confusion_png
+from .summaries import write_eval_summary
+
+
+def load_model(model_dir: ModelDir, device: torch.device, step: int | None = None,
+               model: nn.Module | None = None) -> tuple[RunConfig, nn.Module, int]:
+    """Rebuild the model of `model_dir` and load checkpoint `step` (default: the latest)."""
+    run = model_dir.load_config()
+    ckpt = load_checkpoint(model_dir.checkpoints, step, with_state=False)
+    if ckpt is None:
+        raise InputError(f"{model_dir.path}: no checkpoint yet (train first)")
+    if model is None:
+        if run.model.name.startswith("custom:"):
+            raise InputError(f"{model_dir.path}: holds a custom model ({run.model.name[7:]}); "
+                             "load it through the Python API with the same module")
+        model = build_model(run.model)
+    try:
+        model.load_state_dict(ckpt.weights)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise InputError(f"{model_dir.checkpoints}: checkpoint {ckpt.step} does not fit model "
+                         f"{run.model.name!r} ({first})") from None
+    model.to(device=device, memory_format=torch.channels_last).eval()
+    return run, model, ckpt.step
+
+
+def record_evaluation(model_dir: ModelDir, result: EvalResult) -> None:
+    """Results JSON, confusion-matrix PNG and TensorBoard eval summary, all in the model dir."""
+    atomic_write_json(model_dir.path / f"eval_{result.split}.json", result.to_dict())
+    save_confusion_png(result, model_dir.path / f"confusion_{result.split}.png")
+    write_eval_summary(model_dir.eval_dir(result.split), result)
+
+
+def evaluate_model_dir(path: str | Path, split: str = "test", device: str = "auto", step: int | None = None,
+                       data_dir: str | None = None, record: bool = True) -> EvalResult:
+    model_dir = ModelDir(path)
+    run = model_dir.load_config()
+    dev = resolve_device(device)
+    dataset = load_dataset(run.train.dataset, data_dir or run.train.data_dir, run.train.validation_size)
+    return _evaluate_loaded(model_dir, run, dataset.split(split), dev, step, record, split)
+
+
+def _evaluate_loaded(model_dir: ModelDir, run: RunConfig, data, device: torch.device, step: int | None,
+                     record: bool, split: str) -> EvalResult:
+    run, model, step = load_model(model_dir, device, step)
+    batches = TensorBatches(data, run.preprocessing, 1000, device)
+    result = evaluate(model, batches, run.class_names, device, run.train.precision, step, split)
+    if record:
+        record_evaluation(model_dir, result)
+    return result
+
+
+def watch(path: str | Path, on_result: Callable[[EvalResult], None], split: str = "test", device: str = "auto",
+          poll_seconds: float = 2.0, timeout: float | None = None, data_dir: str | None = None) -> int:
+    """Evaluate every new checkpoint of `path` until interrupted or `timeout` s pass without one.
+
+    Returns how many checkpoints were evaluated.  A checkpoint pruned by the trainer before
+    we got to it is skipped.
+    """
+    model_dir = ModelDir(path)
+    dev = resolve_device(device)
+    run = dataset = None
+    done: set[int] = set()
+    last_new = time.monotonic()
+    while timeout is None or time.monotonic() - last_new < timeout:
+        if run is None and model_dir.exists():
+            run = model_dir.load_config()
+            dataset = load_dataset(run.train.dataset, data_dir or run.train.data_dir, run.train.validation_size)
+        index = read_index(model_dir.checkpoints) if run is not None else None
+        pending = [s for s in (index or {}).get("steps", []) if s not in done]
+        for step in sorted(pending)[-1:]:
+            done.update(pending)
+            try:
+                result = _evaluate_loaded(model_dir, run, dataset.split(split), dev, step, True, split)
+            except InputError:
+                if latest_step(model_dir.checkpoints) != step:
+                    continue
+                raise
+            on_result(result)
+            last_new = time.monotonic()
+        time.sleep(poll_seconds)
+    return len(done)

@@ -1,0 +1,118 @@
+"""Turning user inputs (image files, .npy batches) into model inputs and predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .preprocessing import Preprocessing
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class Prediction:
+    source: str
+    index: int
+    class_id: int
+    label: str
+    probabilities: list[float]
+
+    def to_dict(self) -> dict:
+        return {"input": self.source, "index": self.index, "class": self.class_id, "label": self.label,
+                "probabilities": self.probabilities}
+
+
+def read_image(path: Path, pre: Preprocessing) -> np.ndarray:
+    """One image file → (H, W, C) uint8, converted to the model's channels and resized to its size."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if pre.channels == 1 else "RGB")
+            if image.size != (pre.width, pre.height):
+                image = image.resize((pre.width, pre.height), _resample(pre.resize))
+            array = np.asarray(image, dtype=np.uint8)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: not a readable image ({e})") from None
+    return array.reshape(pre.height, pre.width, pre.channels)
+
+
+def read_npy(path: Path, pre: Preprocessing) -> np.ndarray:
+    """A .npy batch → (N, H, W, C) uint8.
+
+    Accepts (H,W), (H,W,C), (N,H,W), (N,H,W,C) or flat (N, H*W*C) arrays; uint8 means 0–255 and
+    floats mean 0–1 (the tutorials' `mnist.test.images`).  Loaded without pickle.
+    """
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npy array ({e})") from None
+    return pixel_batch(array, pre, str(path))
+
+
+def pixel_batch(array: np.ndarray, pre: Preprocessing, name: str = "array") -> np.ndarray:
+    """An array of images in any accepted layout → (N, H, W, C) uint8 (see `read_npy`)."""
+    array = np.asarray(array)
+    h, w, c = pre.height, pre.width, pre.channels
+    shapes = {(h, w): (1, h, w, c), (h, w, c): (1, h, w, c), (h * w * c,): (1, h, w, c)}
+    if array.shape in shapes:
+        array = array.reshape(shapes[array.shape])
+    elif array.ndim >= 2 and array.shape[1:] in {(h, w), (h, w, c), (h * w * c,)}:
+        array = array.reshape(len(array), h, w, c)
+    else:
+        raise InputError(f"{name}: array of shape {array.shape} does not hold {h}x{w}x{c} images")
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
+        raise InputError(f"{name}: dtype {array.dtype} is not a pixel type")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise InputError(f"{name}: contains NaN or infinite values")
+        array = array * 255.0
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def read_inputs(paths: Sequence[str | Path], pre: Preprocessing) -> tuple[np.ndarray, list[str]]:
+    """All inputs as one (N, H, W, C) uint8 batch, with the source name of each row."""
+    arrays, sources = [], []
+    for raw in paths:
+        path = Path(raw)
+        if path.suffix.lower() == ".npy":
+            batch = read_npy(path, pre)
+        elif path.suffix.lower() in IMAGE_SUFFIXES or path.exists():
+            batch = read_image(path, pre)[None]
+        else:
+            raise InputError(f"{path}: file not found")
+        arrays.append(batch)
+        sources.extend([str(path)] * len(batch))
+    if not arrays:
+        raise InputError("no inputs given")
+    return np.concatenate(arrays), sources
+
+
+def to_predictions(probabilities: torch.Tensor, sources: Sequence[str], class_names: Sequence[str]) -> list[Prediction]:
+    probs = probabilities.cpu().numpy()
+    out, seen = [], {}
+    for row, source in zip(probs, sources):
+        index = seen.get(source, 0)
+        seen[source] = index + 1
+        k = int(row.argmax())
+        out.append(Prediction(source, index, k, class_names[k], [round(float(p), 6) for p in row]))
+    return out
+
+
+def _resample(name: str):
+    from PIL import Image
+
+    return {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+            "lanczos": Image.LANCZOS}.get(name, Image.BILINEAR)

@@ -1,0 +1,56 @@
+"""Preprocessing that travels with a model: input size, channels and normalisation.
+
+Training, evaluation, prediction (and, later, export and serving) all turn raw uint8 pixels
+into model input through one `Preprocessing`, whose settings are saved in the model directory,
+so a model is always fed exactly the way it was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw images become model input.
+
+    `mean` and `std` are per channel in pixel units scaled to 0–1; `resize` names the PIL
+    filter used when an image of another size is given to `predict`.
+    """
+
+    channels: int
+    height: int
+    width: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: str = "bilinear"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one model input."""
+        return (self.channels, self.height, self.width)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, C) uint8 on any device → (N, C, H, W) float32 in channels-last memory.
+
+        A permuted NHWC tensor *is* a channels-last NCHW tensor, so this costs one fused
+        multiply-add and no copy of the layout.
+        """
+        x = images.permute(0, 3, 1, 2).float()
+        scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=x.device).view(1, -1, 1, 1)
+        shift = torch.tensor([m / s for m, s in zip(self.mean, self.std)], device=x.device).view(1, -1, 1, 1)
+        return (x * scale - shift).contiguous(memory_format=torch.channels_last)
+
+
+def fit_preprocessing(images: np.ndarray) -> Preprocessing:
+    """Per-channel mean/std of (N, H, W, C) uint8 training images (in 0–1 units)."""
+    n, h, w, c = images.shape
+    x = images.reshape(-1, c).astype(np.float64) / 255.0
+    mean = x.mean(axis=0)
+    std = np.maximum(x.std(axis=0), 1e-3)
+    return Preprocessing(channels=c, height=h, width=w,
+                         mean=tuple(round(float(m), 6) for m in mean),
+                         std=tuple(round(float(s), 6) for s in std))

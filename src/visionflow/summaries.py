@@ -1,0 +1,67 @@
+"""TensorBoard summaries through TensorBoard's own event-file writer.
+
+Training scalars go to the model directory itself, evaluation scalars to `eval_<split>/`, so
+TensorBoard draws the training and evaluation curves of one run side by side.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .metrics import EvalResult
+
+
+def _writer(logdir: Path, purge_step: int | None = None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(log_dir=str(logdir), purge_step=purge_step)
+
+
+class TrainSummaries:
+    """Writes scalars, weight histograms, an input grid and the graph of one training run.
+
+    `purge_step` is the resumed step: events a killed run wrote after its last checkpoint
+    are hidden by TensorBoard, so curves do not double back.
+    """
+
+    def __init__(self, logdir: Path, purge_step: int | None = None) -> None:
+        self.writer = _writer(logdir, purge_step or None)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, step)
+
+    def histograms(self, step: int, model: nn.Module) -> None:
+        for name, param in model.named_parameters():
+            self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
+
+    def input_grid(self, step: int, images: torch.Tensor, limit: int = 32) -> None:
+        """`images`: (N, H, W, C) uint8, as the pipeline stores them."""
+        self.writer.add_images("inputs", images[:limit].cpu(), step, dataformats="NHWC")
+
+    def graph(self, model: nn.Module, example: torch.Tensor) -> None:
+        was_training = model.training
+        model.eval()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.writer.add_graph(model, example[:1])
+        except Exception as e:  # tracing is best-effort: a user's module may not trace
+            warnings.warn(f"model graph not written to TensorBoard: {e}")
+        finally:
+            model.train(was_training)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def write_eval_summary(logdir: Path, result: EvalResult) -> None:
+    writer = _writer(logdir)
+    writer.add_scalar("accuracy", result.accuracy, result.global_step)
+    writer.add_scalar("loss", result.loss, result.global_step)
+    writer.close()

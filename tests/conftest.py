@@ -1,0 +1,53 @@
+"""Shared helpers: real subprocess runs of the CLI, real data locations, directory snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VISIONFLOW_SHARED", ROOT.parent / "shared"))
+MNIST_DIR = SHARED / "data" / "mnist"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
+                                 reason=f"real MNIST not found in {MNIST_DIR} (../shared is not in a user checkout)")
+needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(),
+                                   reason=f"Fashion-MNIST not found in {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
+
+
+def run_cli(*args: str, timeout: float = 240, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m visionflow ARGS` as a user would, capturing output."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "visionflow", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd)
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file below `directory`, to prove nothing in it changed."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory) -> Path:
+    """A small cnn model dir trained on the embedded digits (shared by read-only tests)."""
+    model_dir = tmp_path_factory.mktemp("digits") / "cnn"
+    proc = run_cli("train", "--model-dir", model_dir, "--steps", "120", "--batch-size", "64",
+                   "--checkpoint-every", "40", "--log-every", "40")
+    assert proc.returncode == 0, proc.stderr
+    return model_dir

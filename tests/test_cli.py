@@ -1,0 +1,190 @@
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import assert_one_line_error, run_cli, snapshot
+
+
+def test_train_continue_and_nothing_to_do(tmp_path):
+    d = tmp_path / "run"
+    first = run_cli("train", "--model", "mlp", "--model-dir", d, "--steps", "30", "--log-every", "10",
+                    "--checkpoint-every", "10")
+    assert first.returncode == 0, first.stderr
+    assert re.search(r"step 30/30  loss \d+\.\d+  accuracy [\d.]+%  lr [\d.e+-]+  [\d,]+ examples/s", first.stderr)
+    assert "test accuracy" in first.stdout
+    assert json.loads((d / "checkpoints" / "index.json").read_text())["latest"] == 30
+    config = json.loads((d / "config.json").read_text())
+    assert config["model"]["name"] == "mlp" and config["train"]["steps"] == 30
+    assert (d / "labels.txt").read_text().split() == [str(i) for i in range(10)]
+    assert list(d.glob("events.out.tfevents.*")) and list((d / "eval_test").glob("events.*"))
+    more = run_cli("train", "--model", "mlp", "--model-dir", d, "--steps", "50", "--log-every", "10", "--json")
+    assert more.returncode == 0, more.stderr
+    assert "step 40/50" in more.stderr and "step 20/" not in more.stderr  # continued, not restarted
+    assert json.loads(more.stdout)["global_step"] == 50
+    again = run_cli("train", "--model", "mlp", "--model-dir", d, "--steps", "50")
+    assert again.returncode == 0 and "nothing to train" in again.stdout
+
+
+def test_no_flags_trains_embedded_default(tmp_path):
+    proc = run_cli("train", "--steps", "40", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model_dir"] == "runs/cnn-digits" and out["accuracy"] > 0.5 and out["count"] == 359
+    assert (tmp_path / "runs" / "cnn-digits" / "checkpoints" / "index.json").exists()
+
+
+def test_log_device_placement(tmp_path):
+    proc = run_cli("train", "--model", "mlp", "--model-dir", tmp_path / "m", "--steps", "2",
+                   "--log-device-placement", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "layer layers.1 (Linear): cpu" in proc.stdout
+    assert "param layers.1.weight (128, 64) torch.float32: cpu" in proc.stdout
+
+
+def test_evaluate_json_and_png(trained_digits):
+    proc = run_cli("evaluate", "--model-dir", trained_digits, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert {"accuracy", "loss", "global_step"} <= result.keys() and result["global_step"] == 120
+    assert result["accuracy"] > 0.8
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == result["count"]
+    assert len(result["per_class"]) == 10 and 0 <= result["per_class"][3]["recall"] <= 1
+    assert (trained_digits / "confusion_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    human = run_cli("evaluate", "--model-dir", trained_digits, "--split", "validation", "--step", "80")
+    assert human.returncode == 0 and "validation: accuracy" in human.stdout and "global step 80" in human.stdout
+
+
+def test_predict_images_and_npy(trained_digits, tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    np.save(tmp_path / "batch.npy", digits.images[:20] / 16.0)  # float 0–1, like mnist.test.images
+    big = Image.fromarray((digits.images[7] * 255 / 16).astype(np.uint8)).resize((64, 64))
+    big.save(tmp_path / "seven.png")
+    big.convert("RGB").save(tmp_path / "seven.jpg")
+    proc = run_cli("predict", "--model-dir", trained_digits, "--json", tmp_path / "batch.npy", tmp_path / "seven.png",
+                   tmp_path / "seven.jpg")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert len(rows) == 22
+    assert all(abs(sum(r["probabilities"]) - 1) < 1e-3 for r in rows)
+    hits = sum(r["class"] == t for r, t in zip(rows[:20], digits.target[:20]))
+    assert hits >= 16
+    assert rows[20]["input"].endswith("seven.png") and rows[20]["label"] == str(rows[20]["class"])
+    plain = run_cli("predict", "--model-dir", trained_digits, tmp_path / "seven.png")
+    assert re.fullmatch(r".*seven\.png: \d \(\d\.\d{4}\)\n", plain.stdout)
+
+
+def test_board_serves_tensorboard(trained_digits):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import ROOT
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "visionflow", "board", "--model-dir", str(trained_digits),
+                             "--port", str(port)], env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                runs = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5).read())
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "timeout"
+                time.sleep(0.5)
+        assert "." in runs and "eval_test" in runs
+        tags = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=10).read())
+        assert {"loss", "accuracy", "learning_rate", "examples_per_sec"} <= set(tags["."])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "--bogus"], ["unrecognized arguments: --bogus"]),
+    (["train", "--optimizer", "rmsprop"], ["invalid choice: 'rmsprop'"]),
+    (["train", "--lr", "-1", "--steps", "1"], ["--lr must be positive"]),
+    (["train", "--device", "cuda:7", "--steps", "1"], ["--device cuda:7"]),
+    (["evaluate", "--model-dir", "/nonexistent/x"], ["/nonexistent/x: not a visionflow model directory"]),
+    (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+])
+def test_bad_invocations_are_one_line(tmp_path, args, fragments):
+    assert_one_line_error(run_cli(*args, "--model-dir", tmp_path / "m") if args[0] == "train" else run_cli(*args),
+                          *fragments)
+
+
+def test_model_dir_of_another_model_is_refused_and_untouched(trained_digits):
+    before = snapshot(trained_digits)
+    proc = run_cli("train", "--model", "mlp", "--model-dir", trained_digits, "--steps", "200")
+    assert_one_line_error(proc, str(trained_digits), "holds a 'cnn' model, not 'mlp'")
+    proc = run_cli("train", "--model-dir", trained_digits, "--lr", "0.5", "--steps", "200")
+    assert_one_line_error(proc, "was trained with --lr 0.002, got 0.5")
+    assert snapshot(trained_digits) == before
+
+
+def test_bad_predict_inputs(trained_digits, tmp_path):
+    (tmp_path / "junk.png").write_bytes(b"this is not a png")
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 5, 5)))
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    before = snapshot(trained_digits)
+    for name, fragment in [("junk.png", "not a readable image"), ("wrong.npy", "does not hold 8x8x1 images"),
+                           ("obj.npy", "not a readable .npy array"), ("missing.png", "file not found")]:
+        assert_one_line_error(run_cli("predict", "--model-dir", trained_digits, tmp_path / name),
+                              str(tmp_path / name), fragment)
+    assert snapshot(trained_digits) == before
+
+
+def test_corrupt_idx_data_dir(tmp_path):
+    from visionflow.idx import write_idx
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for prefix in ("train", "t10k"):
+        write_idx(data / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (30, 28, 28), dtype=np.uint8))
+        write_idx(data / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, 30).astype(np.uint8))
+    good = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
+                   tmp_path / "m", "--steps", "2", "--model", "mlp")
+    assert good.returncode == 0, good.stderr
+    before = snapshot(tmp_path / "m")
+    raw = (data / "train-images-idx3-ubyte.gz")
+    import gzip
+
+    body = gzip.decompress(raw.read_bytes())
+    raw.write_bytes(gzip.compress(body[:-100]))
+    proc = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
+                   tmp_path / "m", "--steps", "4", "--model", "mlp")
+    assert_one_line_error(proc, str(raw), "truncated")
+    raw.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + body[4:] + b"\x00" * 9))
+    proc = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
+                   tmp_path / "m", "--steps", "4", "--model", "mlp")
+    assert_one_line_error(proc, str(raw), "oversized")
+    assert snapshot(tmp_path / "m") == before
+
+
+def test_divergence_stops_with_exit_3_and_keeps_last_checkpoint(tmp_path):
+    d = tmp_path / "m"
+    ok = run_cli("train", "--model", "mlp", "--model-dir", d, "--steps", "20", "--checkpoint-every", "10",
+                 "--optimizer", "sgd", "--lr", "0.01", "--schedule", "constant")
+    assert ok.returncode == 0, ok.stderr
+    config = json.loads((d / "config.json").read_text())
+    config["train"]["lr"] = 1e12  # continue the same run with an absurd learning rate
+    (d / "config.json").write_text(json.dumps(config))
+    before = {k: v for k, v in snapshot(d).items() if k.startswith("checkpoints/")}
+    proc = run_cli("train", "--model", "mlp", "--model-dir", d, "--steps", "200", "--checkpoint-every", "10",
+                   "--log-every", "5")
+    assert proc.returncode == 3, proc.stderr
+    match = re.search(r"loss diverged \((NaN|inf)\) at step (\d+)", proc.stderr)
+    assert match and 20 < int(match.group(2)) <= 30, proc.stderr
+    after = {k: v for k, v in snapshot(d).items() if k.startswith("checkpoints/")}
+    assert after == before
