@@ -59,9 +59,10 @@ def lr_at(step: int, total: int, peak: float, warm: float = 0.15) -> float:
     return peak * p / warm if p < warm else peak * 0.5 * (1 + math.cos(math.pi * (p - warm) / (1 - warm)))
 
 
-def run_visionflow(ds, args, device) -> dict:
+def run_visionflow(ds, args, device, compile: bool = False) -> dict:
     config = visionflow.default_config("cnn", "fashion-mnist")
     config.epochs, config.batch_size, config.device, config.seed = args.epochs, args.batch_size, str(device), args.seed
+    config.compile = compile
     config.checkpoint_every = 10**9  # one checkpoint at the end, as a finished run always writes
     config.log_every = 200
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,6 +163,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="also time visionflow with --compile")
     parser.add_argument("--skip", nargs="*", default=[], help="contenders to leave out")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -173,6 +175,8 @@ def main() -> None:
                      "matmul_gflops": matmul_gflops(device)}
     contenders = {"visionflow": lambda: run_visionflow(ds, args, device),
                   "dataloader": lambda: run_dataloader(ds, args, device)}
+    if args.compile:
+        contenders["visionflow+compile"] = lambda: run_visionflow(ds, args, device, compile=True)
     if device.type == "cpu":
         contenders["keras"] = lambda: run_keras(ds, args)
     for name, fn in contenders.items():
@@ -183,7 +187,7 @@ def main() -> None:
             print(f"{name}: not installed, skipped", flush=True)
             continue
         results[name] = out
-        print(f"{name:>10}: {out['examples_per_sec']:8,.0f} examples/s  {out['train_seconds']:7.1f} s  "
+        print(f"{name:>18}: {out['examples_per_sec']:8,.0f} examples/s  {out['train_seconds']:7.1f} s  "
               f"test accuracy {out['accuracy']:.2%}", flush=True)
     ours = results["visionflow"]["examples_per_sec"]
     for name in ("dataloader", "keras"):

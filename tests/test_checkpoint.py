@@ -72,3 +72,32 @@ def test_files_hold_no_pickle(tmp_path):
         header_len = int.from_bytes(p.read_bytes()[:8], "little")
         json.loads(p.read_bytes()[8 : 8 + header_len])  # safetensors: a JSON header, then raw tensor bytes
         assert b"\x80\x04\x95" not in p.read_bytes()[: 8 + header_len]
+
+
+def test_channels_last_conv_with_fused_adam_resumes_identically(tmp_path):
+    """Moments saved contiguous must come back in the parameter's channels-last layout."""
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 2))
+        model = model.to(memory_format=torch.channels_last)
+        return model, make_optimizer(TrainConfig(optimizer="adam", lr=0.01), model.parameters(), torch.device("cpu"))
+
+    x = torch.randn(4, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+
+    def step(m, o):
+        o.zero_grad()
+        m(x).square().sum().backward()
+        o.step()
+
+    model, opt = make()
+    for _ in range(3):
+        step(model, opt)
+    save_checkpoint(tmp_path, 3, model, opt, {}, keep=1)
+    model2, opt2 = make()
+    ckpt = load_checkpoint(tmp_path)
+    model2.load_state_dict(ckpt.weights)
+    restore_optimizer(opt2, ckpt)
+    step(model, opt)
+    step(model2, opt2)
+    for a, b in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(a, b)

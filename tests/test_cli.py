@@ -169,6 +169,16 @@ def test_corrupt_idx_data_dir(tmp_path):
     proc = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
                    tmp_path / "m", "--steps", "4", "--model", "mlp")
     assert_one_line_error(proc, str(raw), "oversized")
+    raw.write_bytes(gzip.compress(b"\x00\x00\x0a\x03" + body[4:]))
+    proc = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
+                   tmp_path / "m", "--steps", "4", "--model", "mlp")
+    assert_one_line_error(proc, str(raw), "bad magic number 0x00000a03")
+    raw.write_bytes(gzip.compress(body))
+    labels = data / "t10k-labels-idx1-ubyte.gz"
+    write_idx(labels, np.full(30, 10, np.uint8))
+    proc = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
+                   tmp_path / "m", "--steps", "4", "--model", "mlp")
+    assert_one_line_error(proc, str(labels), "label 10 at record 0 out of range 0..9")
     assert snapshot(tmp_path / "m") == before
 
 

@@ -33,13 +33,15 @@ class Classifier:
     """An image classifier bound to a model directory.
 
     `model` is a registered name ("mlp", "cnn"), a `torch.nn.Module`, or a function that
-    returns one (like the Estimator's model_fn).  Keyword arguments are `TrainConfig`
+    returns one (like the Estimator's model_fn); None means the directory's model, else "cnn".  Keyword arguments are `TrainConfig`
     fields; on a directory that already holds a run, they must agree with it.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, model: str | nn.Module | Callable[[], nn.Module] = "cnn",
+    def __init__(self, model_dir: str | os.PathLike, model: str | nn.Module | Callable[[], nn.Module] | None = None,
                  **params: Any) -> None:
         self.model_dir = ModelDir(model_dir)
+        if model is None:
+            model = self.model_dir.load_config().train.model if self.model_dir.exists() else "cnn"
         self._custom = None if isinstance(model, str) else model
         overrides = dict(params)
         if isinstance(model, str):

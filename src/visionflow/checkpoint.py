@@ -119,6 +119,22 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Checkpoint) -> Non
         optimizer.load_state_dict({"state": state, "param_groups": param_groups})
     except (ValueError, KeyError) as e:
         raise InputError(f"checkpoint {ckpt.step}: optimizer state does not match this optimizer ({e})") from None
+    _match_param_layouts(optimizer)
+
+
+def _match_param_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give per-parameter state the memory layout of its parameter.
+
+    Checkpoints store contiguous tensors, but a channels-last conv weight's Adam moments were
+    channels-last when saved; fused optimizer kernels walk parameter and state memory in
+    lockstep, so a layout mismatch would silently pair the wrong elements.
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            entries = optimizer.state.get(param, {})
+            for name, value in entries.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    entries[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def rng_states(ckpt: Checkpoint) -> dict[str, torch.Tensor]:

@@ -53,6 +53,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False
     log_every: int = 100
     checkpoint_every: int = 500
     keep_checkpoints: int = 5

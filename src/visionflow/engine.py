@@ -162,7 +162,8 @@ class Trainer:
         self.global_step = ckpt.step
 
     def _make_step(self) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        model, optimizer, smoothing, autocast = self.model, self.optimizer, self.config.label_smoothing, self.autocast
+        model = torch.compile(self.model) if self.config.compile else self.model
+        optimizer, smoothing, autocast = self.optimizer, self.config.label_smoothing, self.autocast
 
         def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with autocast():
@@ -208,25 +209,23 @@ class Trainer:
                     loss, correct = self._step_fn(x, y)
                     self.global_step += 1
                     window.add(loss, correct, len(y))
+                    progress.advance(1)
                     due_log = self.global_step % cfg.log_every == 0 or self.global_step == max_steps
                     due_ckpt = self.global_step % cfg.checkpoint_every == 0
                     if due_log or due_ckpt:
                         stats = window.flush(self.global_step)
-                        progress.advance(stats.steps, f"loss {stats.loss:.4f}")
+                        progress.describe(f"loss {stats.loss:.4f}  accuracy {stats.accuracy:.2%}")
                         if due_log:
                             self._log(progress, summaries, stats, lr, max_steps)
                     if due_ckpt:
                         self._checkpoint()
                         summaries.histograms(self.global_step, self.model)
                         last_saved = self.global_step
+                    if self.global_step % per_epoch == 0:
+                        validation = self._end_epoch(epoch, progress)
                     if self.global_step >= max_steps:
                         break
-                else:
-                    stats = window.flush(self.global_step)
-                    progress.advance(stats.steps)
-                    validation = self._end_epoch(epoch, progress)
-            stats = window.flush(self.global_step)
-            progress.advance(stats.steps)
+            window.flush(self.global_step)
             if self.global_step != last_saved:
                 self._checkpoint()
                 summaries.histograms(self.global_step, self.model)

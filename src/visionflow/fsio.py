@@ -61,3 +61,23 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def publish_dir(staging: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Make a finished directory visible at `final` in one step: fsync its files, then rename it.
+
+    `staging` must be on the same file system (a dot-prefixed sibling, say), so readers see
+    no directory or a complete one.  It gets the permissions a new directory would get
+    (tempfile.mkdtemp makes it owner-only), and so do its files.  Raises OSError when `final`
+    is a non-empty directory already.
+    """
+    staging, final = Path(staging), Path(final)
+    for f in staging.iterdir():
+        if f.is_file():
+            os.chmod(f, 0o666 & ~_umask())
+            with open(f, "rb") as handle:
+                os.fsync(handle.fileno())
+    os.chmod(staging, 0o777 & ~_umask())
+    _fsync_dir(staging)
+    os.rename(staging, final)
+    _fsync_dir(final.parent)

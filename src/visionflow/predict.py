@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -109,6 +111,15 @@ def to_predictions(probabilities: torch.Tensor, sources: Sequence[str], class_na
         k = int(row.argmax())
         out.append(Prediction(source, index, k, class_names[k], [round(float(p), 6) for p in row]))
     return out
+
+
+def prediction_lines(predictions: Sequence[Prediction], sources: Sequence[str], as_json: bool) -> list[str]:
+    """What `visionflow predict` prints: one JSON object, or `INPUT[index]: label (probability)`, per image."""
+    counts = Counter(sources)
+    if as_json:
+        return [json.dumps(p.to_dict()) for p in predictions]
+    return [f"{p.source if counts[p.source] == 1 else f'{p.source}[{p.index}]'}: {p.label} "
+            f"({p.probabilities[p.class_id]:.4f})" for p in predictions]
 
 
 def _resample(name: str):

@@ -17,11 +17,15 @@ class Progress:
         self.bar = tqdm(total=total, initial=initial, desc=desc, file=self.stream, dynamic_ncols=True,
                         unit="step", leave=False) if self.interactive else None
 
-    def advance(self, steps: int, postfix: str | None = None) -> None:
+    def advance(self, steps: int) -> None:
+        """Count steps; tqdm itself limits redraws to a few per second."""
         if self.bar is not None:
             self.bar.update(steps)
-            if postfix:
-                self.bar.set_postfix_str(postfix, refresh=False)
+
+    def describe(self, postfix: str) -> None:
+        """Show the latest metrics beside the bar (set when they are read back, not per step)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(postfix, refresh=False)
 
     def log(self, line: str) -> None:
         if self.bar is not None:

@@ -27,7 +27,7 @@ from .preprocessing import fit_preprocessing
 
 #: Settings that may change when a run is continued; any other flag must match the directory.
 CONTINUABLE = {"steps", "epochs", "log_every", "checkpoint_every", "keep_checkpoints", "device", "data_dir",
-               "deterministic"}
+               "deterministic", "compile"}
 
 #: Default recipes: (model, dataset) → overrides of TrainConfig's defaults.  The CNN recipes
 #: beat the tutorial (97.3% after 20k SGD steps) in a few minutes of CPU time.

@@ -1,0 +1,63 @@
+import numpy as np
+import torch
+from hypothesis import given, settings, strategies as st
+
+from visionflow.datasets import Split
+from visionflow.pipeline import TensorBatches, shift_images
+from visionflow.preprocessing import Preprocessing, fit_preprocessing
+
+
+def _split(n=50):
+    rng = np.random.default_rng(0)
+    return Split(rng.integers(0, 256, (n, 6, 6, 1), dtype=np.uint8), np.arange(n) % 3)
+
+
+PRE = Preprocessing(1, 6, 6, (0.5,), (0.25,))
+
+
+def test_normalize_matches_formula_and_is_channels_last():
+    images = torch.from_numpy(_split(4).images)
+    x = PRE.normalize(images)
+    expected = (images.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+    assert torch.allclose(x, expected, atol=1e-5)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_epochs_cover_every_example_once_and_resume_replays_exactly():
+    batches = TensorBatches(_split(), PRE, 8, shuffle=True, seed=3, drop_last=True)
+    full = list(batches.epoch(2))
+    assert batches.steps_per_epoch == 6 and len(full) == 6
+    labels = torch.cat([y for _, y in full])
+    assert len(labels) == 48
+    resumed = list(TensorBatches(_split(), PRE, 8, shuffle=True, seed=3, drop_last=True).epoch(2, start=4))
+    for (xa, ya), (xb, yb) in zip(full[4:], resumed):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    other_epoch = torch.cat([y for _, y in batches.epoch(3)])
+    assert not torch.equal(labels, other_epoch)
+
+
+def test_eval_batches_keep_order_and_remainder():
+    split = _split(10)
+    batches = TensorBatches(split, PRE, 4)
+    ys = [y for _, y in batches.epoch()]
+    assert [len(y) for y in ys] == [4, 4, 2]
+    assert torch.equal(torch.cat(ys), torch.from_numpy(split.labels))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.data())
+def test_shift_matches_numpy_reference(pad, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    images = rng.integers(0, 256, (3, 5, 7, 2), dtype=np.uint8)
+    offsets = rng.integers(0, 2 * pad + 1, (3, 2))
+    got = shift_images(torch.from_numpy(images), torch.from_numpy(offsets), pad).numpy()
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    for i, (r, c) in enumerate(offsets):
+        np.testing.assert_array_equal(got[i], padded[i, r : r + 5, c : c + 7])
+
+
+def test_fit_preprocessing_stats():
+    images = np.zeros((2, 3, 3, 3), np.uint8)
+    images[..., 0] = 255
+    pre = fit_preprocessing(images)
+    assert pre.input_shape == (3, 3, 3) and pre.mean[0] == 1.0 and pre.mean[1] == 0.0
