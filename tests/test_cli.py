@@ -20,6 +20,8 @@ def test_train_continue_and_nothing_to_do(tmp_path):
     assert config["model"]["name"] == "mlp" and config["train"]["steps"] == 30
     assert (d / "labels.txt").read_text().split() == [str(i) for i in range(10)]
     assert list(d.glob("events.out.tfevents.*")) and list((d / "eval_test").glob("events.*"))
+    for png in ("curves.png", "confusion_test.png", "mistakes_test.png"):
+        assert (d / png).read_bytes()[:4] == b"\x89PNG", png
     more = run_cli("train", "--model", "mlp", "--model-dir", d, "--steps", "50", "--log-every", "10", "--json")
     assert more.returncode == 0, more.stderr
     assert "step 40/50" in more.stderr and "step 20/" not in more.stderr  # continued, not restarted

@@ -54,3 +54,19 @@ def test_terminal_gets_a_progress_bar_and_pipes_get_plain_lines(tmp_path):
     piped = subprocess.run([*cmd, "--model-dir", str(tmp_path / "pipe")], capture_output=True, text=True, env=env)
     assert "\r" not in piped.stderr and "step/s" not in piped.stderr
     assert [l.split()[1] for l in piped.stderr.splitlines() if l.startswith("step ")] == ["20/60", "40/60", "60/60"]
+
+
+def test_mistakes_grid_only_when_there_are_mistakes(tmp_path):
+    import numpy as np
+
+    from visionflow.metrics import EvalResult
+    from visionflow.plots import save_mistakes_grid
+
+    images = np.zeros((4, 8, 8, 1), np.uint8)
+    labels = np.array([0, 1, 1, 0])
+    perfect = EvalResult(0.1, 1.0, 4, np.eye(2, dtype=int) * 2, ("a", "b"), 5, "test", labels.copy())
+    assert not save_mistakes_grid(images, labels, perfect, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+    wrong = EvalResult(0.1, 0.5, 4, np.array([[1, 1], [1, 1]]), ("a", "b"), 5, "test", np.array([0, 0, 1, 1]))
+    assert save_mistakes_grid(images, labels, wrong, tmp_path / "two.png")
+    assert (tmp_path / "two.png").read_bytes()[:4] == b"\x89PNG"

@@ -319,16 +319,20 @@ def evaluate(model: nn.Module, batches: TensorBatches, class_names: Sequence[str
     confusion = torch.zeros(k * k, dtype=torch.long, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     autocast = autocast_for(device, precision)
+    predictions = []
     for x, y in batches.epoch(0):
         with autocast():
             logits = model(x)
+        predicted = logits.argmax(1)
+        predictions.append(predicted)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
+        confusion += torch.bincount(y * k + predicted, minlength=k * k)
     count = batches.num_examples
     matrix = confusion.view(k, k).cpu().numpy()
     accuracy = float(np.trace(matrix) / count) if count else 0.0
+    predicted_all = torch.cat(predictions).cpu().numpy() if predictions else np.zeros(0, np.int64)
     return EvalResult(float(loss_sum.item() / count) if count else 0.0, accuracy, count, matrix,
-                      tuple(class_names), global_step, split)
+                      tuple(class_names), global_step, split, predicted_all)
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ from torch import nn
 
 from .checkpoint import latest_step, load_checkpoint, read_index
 from .config import RunConfig
-from .datasets import load_dataset
+from .datasets import Split, load_dataset
 from .engine import evaluate, resolve_device
 from .errors import InputError
 from .fsio import atomic_write_json
@@ -19,7 +19,7 @@ from .metrics import EvalResult
 from .modeldir import ModelDir
 from .models import build_model
 from .pipeline import TensorBatches
-from .plots import save_confusion_png
+from .plots import save_confusion_png, save_mistakes_grid
 from .summaries import write_eval_summary
 
 
@@ -45,10 +45,13 @@ def load_model(model_dir: ModelDir, device: torch.device, step: int | None = Non
     return run, model, ckpt.step
 
 
-def record_evaluation(model_dir: ModelDir, result: EvalResult) -> None:
-    """Results JSON, confusion-matrix PNG and TensorBoard eval summary, all in the model dir."""
+def record_evaluation(model_dir: ModelDir, result: EvalResult, data: Split | None = None) -> None:
+    """Results JSON, confusion-matrix PNG, a grid of mistakes (given the data) and the
+    TensorBoard eval summary, all in the model dir."""
     atomic_write_json(model_dir.path / f"eval_{result.split}.json", result.to_dict())
     save_confusion_png(result, model_dir.path / f"confusion_{result.split}.png")
+    if data is not None:
+        save_mistakes_grid(data.images, data.labels, result, model_dir.path / f"mistakes_{result.split}.png")
     write_eval_summary(model_dir.eval_dir(result.split), result)
 
 
@@ -67,7 +70,7 @@ def _evaluate_loaded(model_dir: ModelDir, run: RunConfig, data, device: torch.de
     batches = TensorBatches(data, run.preprocessing, 1000, device)
     result = evaluate(model, batches, run.class_names, device, run.train.precision, step, split)
     if record:
-        record_evaluation(model_dir, result)
+        record_evaluation(model_dir, result, data)
     return result
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +18,7 @@ class EvalResult:
     class_names: tuple[str, ...]
     global_step: int = 0
     split: str = "test"
+    predicted: np.ndarray | None = field(default=None, repr=False)  # (N,) class per example, in data order
 
     @property
     def precision(self) -> np.ndarray:

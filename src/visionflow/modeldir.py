@@ -4,7 +4,9 @@
   labels.txt          one class name per line
   checkpoints/        see checkpoint.py
   events.out.*        TensorBoard training summaries; eval_<split>/ holds evaluation summaries
-  eval_<split>.json   the latest evaluation results; confusion_<split>.png their plot
+  eval_<split>.json   the latest evaluation results; confusion_<split>.png their plot,
+                      mistakes_<split>.png a grid of misclassified examples
+  curves.png          training and validation loss/accuracy against global step
 """
 
 from __future__ import annotations

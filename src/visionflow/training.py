@@ -151,6 +151,10 @@ def train(
     if on_start:
         on_start(run, trainer.model, device)
     result = trainer.fit(max_steps_for(config, train_batches.steps_per_epoch))
+    if result.steps_run:
+        from .plots import save_training_curves
+
+        save_training_curves(directory.path, directory.path / "curves.png")
     test = None
     if len(dataset.test):
         from .evaluation import record_evaluation
@@ -158,7 +162,7 @@ def train(
         test_batches = TensorBatches(dataset.test, run.preprocessing, eval_size, device)
         test = evaluate(trainer.model, test_batches, run.class_names, device, config.precision,
                         trainer.global_step, "test")
-        record_evaluation(directory, test)
+        record_evaluation(directory, test, dataset.test)
     return TrainOutcome(run, result, test, trainer.model)
 
 
