@@ -25,7 +25,7 @@ def test_event_files_hold_scalars_histograms_images_graph(trained_digits):
     assert tags["graph"] is True
     evals = EventAccumulator(str(trained_digits / "eval_test"))
     evals.Reload()
-    assert [e.step for e in evals.Scalars("accuracy")] == [120]
+    assert {e.step for e in evals.Scalars("accuracy")} == {120}  # other tests may evaluate it again
 
 
 def test_terminal_gets_a_progress_bar_and_pipes_get_plain_lines(tmp_path):

@@ -7,6 +7,7 @@ so a model is always fed exactly the way it was trained.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,9 +41,20 @@ class Preprocessing:
         multiply-add and no copy of the layout.
         """
         x = images.permute(0, 3, 1, 2).float()
-        scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=x.device).view(1, -1, 1, 1)
-        shift = torch.tensor([m / s for m, s in zip(self.mean, self.std)], device=x.device).view(1, -1, 1, 1)
-        return (x * scale - shift).contiguous(memory_format=torch.channels_last)
+        scale, shift = _affine(self.mean, self.std, x.device)
+        return torch.addcmul(-shift, x, scale).contiguous(memory_format=torch.channels_last)
+
+
+@functools.lru_cache(maxsize=64)
+def _affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (scale, shift) as (1, C, 1, 1) tensors, made once per device.
+
+    Building them per batch would cost two blocking host-to-device copies per step on a GPU,
+    each of which stalls the host until all queued kernels finish.
+    """
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, -1, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std)], device=device).view(1, -1, 1, 1)
+    return scale, shift
 
 
 def fit_preprocessing(images: np.ndarray) -> Preprocessing:
