@@ -22,12 +22,12 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, restore_optimizer, rng_states, save_checkpoint
 from .config import RunConfig, TrainConfig
-from .errors import DivergedError
+from .errors import DivergedError, InputError
 from .metrics import EvalResult
 from .modeldir import ModelDir
 from .pipeline import TensorBatches
 from .progress import Progress
-from .summaries import TrainSummaries
+from .summaries import TrainSummaries, write_eval_summary
 
 
 class Callback(Protocol):
@@ -49,8 +49,6 @@ class TrainResult:
 
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA, then MPS, then CPU; explicit names are checked to exist."""
-    from .errors import InputError
-
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -150,8 +148,6 @@ class Trainer:
         ckpt = load_checkpoint(self.model_dir.checkpoints)
         if ckpt is None:
             return
-        from .errors import InputError
-
         try:
             self.model.load_state_dict(ckpt.weights)
         except RuntimeError as e:
@@ -255,8 +251,6 @@ class Trainer:
             result = evaluate(self.model, self.validation_batches, self.run.class_names, self.device,
                               self.config.precision, self.global_step, "validation")
             self.model.train()
-            from .summaries import write_eval_summary
-
             write_eval_summary(self.model_dir.eval_dir("validation"), result)
             progress.log(f"epoch {epoch + 1} (step {self.global_step}): validation accuracy {result.accuracy:.2%}  "
                          f"loss {result.loss:.4f}")

@@ -76,15 +76,17 @@ def _evaluate_loaded(model_dir: ModelDir, run: RunConfig, data, device: torch.de
 
 def watch(path: str | Path, on_result: Callable[[EvalResult], None], split: str = "test", device: str = "auto",
           poll_seconds: float = 2.0, timeout: float | None = None, data_dir: str | None = None) -> int:
-    """Evaluate every new checkpoint of `path` until interrupted or `timeout` s pass without one.
+    """Evaluate the newest checkpoint of `path` whenever one appears, until interrupted or
+    `timeout` s pass without one (cifar10_eval.py's loop).
 
-    Returns how many checkpoints were evaluated.  A checkpoint pruned by the trainer before
-    we got to it is skipped.
+    Returns how many checkpoints were evaluated.  When training outpaces evaluation the
+    checkpoints in between are skipped, and one pruned before we got to it is skipped too.
     """
     model_dir = ModelDir(path)
     dev = resolve_device(device)
     run = dataset = None
     done: set[int] = set()
+    evaluated = 0
     last_new = time.monotonic()
     while timeout is None or time.monotonic() - last_new < timeout:
         if run is None and model_dir.exists():
@@ -101,6 +103,7 @@ def watch(path: str | Path, on_result: Callable[[EvalResult], None], split: str 
                     continue
                 raise
             on_result(result)
+            evaluated += 1
             last_new = time.monotonic()
         time.sleep(poll_seconds)
-    return len(done)
+    return evaluated
