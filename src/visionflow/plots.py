@@ -20,6 +20,15 @@ def _pyplot():
     return plt
 
 
+def _save_png(plt, fig, path: Path) -> None:
+    """Lay out, render to PNG in memory, write atomically, free the figure."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def save_confusion_png(result: EvalResult, path: Path) -> None:
     """A confusion matrix heat map with counts, row-normalised colours, accuracy in the title."""
     plt = _pyplot()
@@ -40,11 +49,7 @@ def save_confusion_png(result: EvalResult, path: Path) -> None:
             for j in range(k):
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if shares[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    _save_png(plt, fig, path)
 
 
 def save_mistakes_grid(images: np.ndarray, labels: np.ndarray, result: EvalResult, path: Path,
@@ -69,11 +74,7 @@ def save_mistakes_grid(images: np.ndarray, labels: np.ndarray, result: EvalResul
         ax.set_title(f"{names[labels[i]]} → {names[result.predicted[i]]}", fontsize=7)
     fig.suptitle(f"{result.split}: {int((result.predicted != labels).sum())} mistakes of {result.count} "
                  "(true → predicted)", fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    _save_png(plt, fig, path)
     return True
 
 
@@ -111,9 +112,5 @@ def save_training_curves(model_dir: Path, path: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_yscale("log")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    _save_png(plt, fig, path)
     return True
