@@ -81,13 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--model-dir", required=True)
     bd.add_argument("--port", type=int, default=6006)
     bd.add_argument("--host", default="127.0.0.1")
+
+    _retrain_args(sub.add_parser("retrain", help="retrain a pretrained network for the categories of an image folder"))
+    _label_image_args(sub.add_parser("label-image", help="top labels of images by a model directory (label_image.py)"))
+    _classify_image_args(sub.add_parser("classify-image", help="ImageNet top labels of images by a pretrained network"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "board": cmd_board}[
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "board": cmd_board,
+                "retrain": cmd_retrain, "label-image": cmd_label_image, "classify-image": cmd_classify_image}[
             args.command](args)
     except VisionflowError as e:
         print(f"visionflow: error: {e}" if e.exit_code == 2 else f"visionflow: {e}", file=sys.stderr)
@@ -201,6 +206,112 @@ def cmd_board(args: argparse.Namespace) -> int:
 
     while True:
         time.sleep(3600)
+
+
+def _backbone_help() -> str:
+    from .backbones import DEFAULT_BACKBONE, backbone_names
+
+    return f"pretrained network: {', '.join(backbone_names())} or a timm name (default {DEFAULT_BACKBONE})"
+
+
+def _retrain_args(p: argparse.ArgumentParser) -> None:
+    from .config import OPTIMIZERS
+
+    p.add_argument("--image-dir", default=None, help="one sub-folder of JPEG/PNG/WebP images per category")
+    p.add_argument("--model-dir", required=True, help="where the retrained model goes (continued when it exists)")
+    p.add_argument("--backbone", default=None, help=_backbone_help())
+    p.add_argument("--weights", default=None, metavar="PATH", help="the backbone's weights (.safetensors or state dict)")
+    p.add_argument("--bottleneck-dir", default=None, help="bottleneck cache (default $VISIONFLOW_CACHE/bottlenecks)")
+    p.add_argument("--distortions", action="store_true", default=S,
+                   help="random crop, flip and brightness per image and epoch (no bottleneck cache; slow)")
+    p.add_argument("--fine-tune", action="store_true", default=S, help="train the whole network (slow)")
+    p.add_argument("--validation-percentage", type=float, default=S, help="of each category (default 10)")
+    p.add_argument("--testing-percentage", type=float, default=S, help="of each category (default 10)")
+    p.add_argument("--steps", type=int, default=S, help="train until global step N (continues a model dir)")
+    p.add_argument("--epochs", type=float, default=S, help="passes over the training split (default 30)")
+    p.add_argument("--batch-size", type=int, default=S)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=S)
+    p.add_argument("--lr", type=float, default=S, help="peak learning rate")
+    p.add_argument("--dropout", type=float, default=S, help="dropout before the new layer (default 0.2)")
+    p.add_argument("--label-smoothing", type=float, default=S)
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--log-every", type=int, default=S, help="log a line every N steps")
+    p.add_argument("--json", action="store_true", help="print the final test evaluation as one JSON object")
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from .retrain import retrain
+
+    fixed = ("command", "image_dir", "model_dir", "backbone", "weights", "bottleneck_dir", "json")
+    flags = {k: v for k, v in vars(args).items() if k not in fixed}
+    outcome = retrain(args.image_dir, args.model_dir, args.backbone, args.weights, args.bottleneck_dir, flags)
+    result, test, log = outcome.result, outcome.test, outcome.log
+    if args.json:
+        print(json.dumps({**(test.to_dict() if test else {}), "model_dir": args.model_dir, "retrain": log}))
+        return 0
+    if result.steps_run == 0:
+        print(f"{args.model_dir}: already at global step {result.global_step}; nothing to train "
+              "(raise --steps or --epochs to continue)")
+    else:
+        print(f"retrained {log['backbone']} ({log['mode']}) for {len(outcome.run.class_names)} categories: "
+              f"{result.steps_run} steps in {result.seconds:.1f} s")
+    if outcome.bottlenecks is not None:
+        b = outcome.bottlenecks
+        print(f"bottlenecks: {b.cached} from the cache, {b.computed} computed in {b.seconds:.1f} s")
+    if log["skipped"] or log["ignored"]:
+        print(f"skipped {len(log['skipped'])} unreadable image(s), ignored {len(log['ignored'])} other file(s): "
+              f"see {args.model_dir}/retrain_log.json")
+    if outcome.validation is not None:
+        print(f"validation accuracy {outcome.validation.accuracy:.2%}  ({outcome.validation.count} images)")
+    if test is not None:
+        print(f"test accuracy {test.accuracy:.2%}  loss {test.loss:.4f}  ({test.count} images) — model dir {args.model_dir}")
+    return 0
+
+
+def _label_image_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", default=None, help="a model directory (e.g. from `visionflow retrain`)")
+    p.add_argument("--export", default=None, metavar="DIR", help="an exported version directory instead (EXPORT_BASE/N)")
+    _top_k_args(p, "labels")
+
+
+def _top_k_args(p: argparse.ArgumentParser, what: str) -> None:
+    """The flags label-image and classify-image share: how many `what` per image, device, output, images."""
+    p.add_argument("--top-k", type=int, default=5, help=f"{what} per image")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="one JSON line per image")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image file or .npy batch")
+
+
+def cmd_label_image(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .labeling import label_lines, label_with_export, label_with_model_dir
+
+    if (args.model_dir is None) == (args.export is None):
+        raise InputError("label-image needs --model-dir DIR or --export DIR (one of them)")
+    if args.export is not None:
+        results = label_with_export(args.export, args.images, args.top_k)
+    else:
+        results = label_with_model_dir(args.model_dir, args.images, args.top_k, args.device)
+    print("\n".join(label_lines(results, "label", args.json)))
+    return 0
+
+
+def _classify_image_args(p: argparse.ArgumentParser) -> None:
+    from .backbones import DEFAULT_BACKBONE
+
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help=_backbone_help())
+    p.add_argument("--weights", default=None, metavar="PATH", help="its weights (.safetensors or state dict)")
+    _top_k_args(p, "ImageNet classes")
+
+
+def cmd_classify_image(args: argparse.Namespace) -> int:
+    from .imagenet import classify_images
+    from .labeling import label_lines
+
+    results = classify_images(args.images, args.backbone, args.weights, args.top_k, args.device)
+    print("\n".join(label_lines(results, "classify", args.json)))
+    return 0
 
 
 if __name__ == "__main__":

@@ -30,13 +30,18 @@ class TrainConfig:
 
     `steps` (a global step to train up to, like the Estimator's max_steps) wins over
     `epochs` (passes over the training split).  `warmup` and `augment_shift` are a fraction
-    of the run and a number of pixels.
+    of the run and a number of pixels.  `validation_percentage` and `testing_percentage`
+    split an image-folder dataset (percent of each category, chosen by file-name hash);
+    `distortions` and `fine_tune` are `visionflow retrain`'s modes (random crop, flip and
+    brightness per image and epoch; training the pretrained backbone too).
     """
 
     model: str = "cnn"
     dataset: str = "digits"
     data_dir: Optional[str] = None
     validation_size: Optional[int] = None
+    validation_percentage: Optional[float] = None
+    testing_percentage: Optional[float] = None
     steps: Optional[int] = None
     epochs: Optional[float] = None
     batch_size: int = 128
@@ -48,6 +53,8 @@ class TrainConfig:
     warmup: float = 0.15
     label_smoothing: float = 0.0
     augment_shift: int = 0
+    distortions: bool = False
+    fine_tune: bool = False
     dropout: Optional[float] = None
     seed: int = 0
     deterministic: bool = False
@@ -73,6 +80,9 @@ class TrainConfig:
             (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
             (self.keep_checkpoints >= 1, "--keep-checkpoints must be at least 1"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "--precision must be auto, fp32, bf16 or fp16"),
+            ((self.validation_percentage or 0) + (self.testing_percentage or 0) < 100
+             and min(self.validation_percentage or 0, self.testing_percentage or 0) >= 0,
+             "--validation-percentage and --testing-percentage must be 0 or more and leave some images to train on"),
         ]
         for ok, message in checks:
             if not ok:

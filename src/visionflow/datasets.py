@@ -16,13 +16,16 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from .errors import InputError
 from .fsio import atomic_write_bytes
 from .idx import parse_idx, read_idx
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ IDX_DATASETS: dict[str, IdxDatasetSpec] = {
 }
 
 DATASET_NAMES = ("digits", *IDX_DATASETS)
+#: A folder of images, one sub-folder per category (see imagefolder.py); trained by `visionflow retrain`.
+IMAGE_FOLDER = "image-folder"
 DEFAULT_VALIDATION = {"mnist": 5000, "fashion-mnist": 5000}
 
 
@@ -138,6 +143,9 @@ def load_dataset(
     """
     if name == "digits":
         return _load_digits(validation_size)
+    if name == IMAGE_FOLDER:
+        raise InputError(f"{data_dir or IMAGE_FOLDER}: an image folder is read at its model's input size: "
+                         "train it with `visionflow retrain`, evaluate it with `visionflow evaluate`")
     if name not in IDX_DATASETS:
         raise InputError(f"unknown dataset {name!r} (choose one of: {', '.join(DATASET_NAMES)})")
     spec = IDX_DATASETS[name]
@@ -156,6 +164,23 @@ def load_dataset(
         validation_size = DEFAULT_VALIDATION.get(name, 0)
     train, validation = _hold_out(train, validation_size, name)
     return Dataset(name, train, validation, test, spec.class_names)
+
+
+def dataset_for_run(run: "RunConfig", data_dir: str | os.PathLike | None = None, download: bool = True,
+                    split: str | None = None) -> Dataset:
+    """The dataset `run` was trained on, split as it was (`data_dir` overrides where it lives).
+
+    Image folders are re-read and sized by the run's own preprocessing — only `split` when one
+    is named (the others are then empty: decoding photos is the slow part); named datasets load
+    as `load_dataset` loads them.
+    """
+    config = run.train
+    if config.dataset == IMAGE_FOLDER:
+        from .imagefolder import SPLITS, load_image_folder
+
+        return load_image_folder(data_dir or config.data_dir, run.preprocessing, config.validation_percentage,
+                                 config.testing_percentage, splits=(split,) if split else SPLITS)
+    return load_dataset(config.dataset, data_dir or config.data_dir, config.validation_size, download=download)
 
 
 def dataset_from_arrays(

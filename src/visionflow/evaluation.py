@@ -11,7 +11,7 @@ from torch import nn
 
 from .checkpoint import latest_step, load_checkpoint, read_index
 from .config import RunConfig
-from .datasets import Split, load_dataset
+from .datasets import Split, dataset_for_run
 from .engine import evaluate, resolve_device
 from .errors import InputError
 from .fsio import atomic_write_json
@@ -60,7 +60,7 @@ def evaluate_model_dir(path: str | Path, split: str = "test", device: str = "aut
     model_dir = ModelDir(path)
     run = model_dir.load_config()
     dev = resolve_device(device)
-    dataset = load_dataset(run.train.dataset, data_dir or run.train.data_dir, run.train.validation_size)
+    dataset = dataset_for_run(run, data_dir, split=split)
     return _evaluate_loaded(model_dir, run, dataset.split(split), dev, step, record, split)
 
 
@@ -91,7 +91,7 @@ def watch(path: str | Path, on_result: Callable[[EvalResult], None], split: str 
     while timeout is None or time.monotonic() - last_new < timeout:
         if run is None and model_dir.exists():
             run = model_dir.load_config()
-            dataset = load_dataset(run.train.dataset, data_dir or run.train.data_dir, run.train.validation_size)
+            dataset = dataset_for_run(run, data_dir, split=split)
         index = read_index(model_dir.checkpoints) if run is not None else None
         pending = [s for s in (index or {}).get("steps", []) if s not in done]
         for step in sorted(pending)[-1:]:

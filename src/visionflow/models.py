@@ -91,3 +91,16 @@ class TutorialCNN(nn.Module):
         x = F.relu(F.max_pool2d(self.conv2(x), 2))
         x = F.relu(self.dense(x.flatten(1)))
         return self.logits(self.dropout(x))
+
+
+@register_model("transfer")
+def transfer_classifier(num_classes: int, input_shape: tuple[int, int, int], backbone: str,
+                        dropout: float = 0.0) -> nn.Module:
+    """`visionflow retrain`'s model: pretrained `backbone` (a name, see backbones.py) with a new
+    linear layer over its pooled features.  Built with random weights: a checkpoint, or retrain's
+    pretrained backbone weights, fill them in."""
+    from .backbones import get_backbone
+    from .transfer import TransferClassifier
+
+    net = get_backbone(backbone).build()
+    return TransferClassifier(net, net.num_features, num_classes, dropout)

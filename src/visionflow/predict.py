@@ -31,20 +31,16 @@ class Prediction:
 
 
 def read_image(path: Path, pre: Preprocessing) -> np.ndarray:
-    """One image file → (H, W, C) uint8, converted to the model's channels and resized to its size."""
+    """One image file → (H, W, C) uint8, converted and resized (or cropped) as `pre` says."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if pre.channels == 1 else "RGB")
-            if image.size != (pre.width, pre.height):
-                image = image.resize((pre.width, pre.height), _resample(pre.resize))
-            array = np.asarray(image, dtype=np.uint8)
+            return pre.fit_image(image)
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: not a readable image ({e})") from None
-    return array.reshape(pre.height, pre.width, pre.channels)
 
 
 def read_npy(path: Path, pre: Preprocessing) -> np.ndarray:
@@ -121,9 +117,3 @@ def prediction_lines(predictions: Sequence[Prediction], sources: Sequence[str], 
     return [f"{p.source if counts[p.source] == 1 else f'{p.source}[{p.index}]'}: {p.label} "
             f"({p.probabilities[p.class_id]:.4f})" for p in predictions]
 
-
-def _resample(name: str):
-    from PIL import Image
-
-    return {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-            "lanczos": Image.LANCZOS}.get(name, Image.BILINEAR)

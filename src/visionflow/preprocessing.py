@@ -8,10 +8,15 @@ so a model is always fed exactly the way it was trained.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -19,7 +24,10 @@ class Preprocessing:
     """How raw images become model input.
 
     `mean` and `std` are per channel in pixel units scaled to 0–1; `resize` names the PIL
-    filter used when an image of another size is given to `predict`.
+    filter used when an image of another size is given to `predict`.  `crop` is the fraction
+    of the resized image a central crop keeps (ImageNet-style evaluation, e.g. 0.875: resize
+    the shorter side to 256, keep the central 224×224); None stretches the whole image to
+    height×width, which is what models trained on fixed-size arrays expect.
     """
 
     channels: int
@@ -28,6 +36,7 @@ class Preprocessing:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resize: str = "bilinear"
+    crop: Optional[float] = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -43,6 +52,37 @@ class Preprocessing:
         x = images.permute(0, 3, 1, 2).float()
         scale, shift = _affine(self.mean, self.std, x.device)
         return torch.addcmul(-shift, x, scale).contiguous(memory_format=torch.channels_last)
+
+    def fit_image(self, image: "Image.Image") -> np.ndarray:
+        """A decoded PIL image of any size → (H, W, C) uint8 with this model's size and channels.
+
+        Without `crop` the image is stretched to width×height.  With `crop` it is scaled,
+        keeping its aspect ratio, until it covers (width/crop)×(height/crop) (rounded down, as
+        timm's evaluation transform does), and the central width×height is kept.
+        """
+        image = image.convert("L" if self.channels == 1 else "RGB")
+        resample = resample_filter(self.resize)
+        if self.crop is None:
+            if image.size != (self.width, self.height):
+                image = image.resize((self.width, self.height), resample)
+        else:
+            w, h = image.size
+            scale = max(math.floor(self.width / self.crop) / w, math.floor(self.height / self.crop) / h)
+            size = (max(self.width, round(w * scale)), max(self.height, round(h * scale)))
+            if size != image.size:
+                image = image.resize(size, resample)
+            left = int(round((size[0] - self.width) / 2.0))
+            top = int(round((size[1] - self.height) / 2.0))
+            image = image.crop((left, top, left + self.width, top + self.height))
+        return np.asarray(image, dtype=np.uint8).reshape(self.height, self.width, self.channels)
+
+
+def resample_filter(name: str) -> int:
+    """The PIL filter named by `Preprocessing.resize` (bilinear for an unknown name)."""
+    from PIL import Image
+
+    return {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+            "lanczos": Image.LANCZOS}.get(name, Image.BILINEAR)
 
 
 @functools.lru_cache(maxsize=64)

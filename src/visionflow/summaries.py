@@ -41,7 +41,12 @@ class TrainSummaries:
             self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
 
     def input_grid(self, step: int, images: torch.Tensor, limit: int = 32) -> None:
-        """`images`: (N, H, W, C) uint8, as the pipeline stores them."""
+        """`images`: (N, H, W, C) uint8, as the pipeline stores them.
+
+        Inputs that are not pictures (precomputed feature vectors, (N, D)) have no grid to draw.
+        """
+        if images.dim() != 4 or images.shape[-1] not in (1, 3, 4):
+            return
         self.writer.add_images("inputs", images[:limit].cpu(), step, dataformats="NHWC")
 
     def graph(self, model: nn.Module, example: torch.Tensor) -> None:

@@ -1,0 +1,48 @@
+"""The transfer-learning model: a pretrained backbone with a new classification layer.
+
+`TransferClassifier` is one module for training, evaluation, prediction and export, registered
+in models.py as "transfer" (options: the backbone's name and the head's dropout), so a model
+directory written by `visionflow retrain` rebuilds and loads like any other.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TransferClassifier(nn.Module):
+    """images (N, C, H, W) → backbone → bottleneck (N, D) → dropout → linear → logits (N, K).
+
+    `forward` also accepts bottlenecks (N, D) directly and then skips the backbone: a head is
+    trained over cached bottlenecks with the very module (and checkpoint layout) that later
+    classifies images, so no weights are ever copied between two models.
+
+    The backbone starts frozen: its parameters do not train and it stays in eval mode while the
+    head trains (BatchNorm keeps its ImageNet statistics, the ones the bottlenecks were computed
+    with).  `set_fine_tune(True)` trains the whole network instead.
+    """
+
+    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.logits = nn.Linear(num_features, num_classes)
+        self.fine_tune = False
+        self.set_fine_tune(False)
+
+    def set_fine_tune(self, enabled: bool) -> "TransferClassifier":
+        """Train the backbone too (True), or only the new layer (False, the default)."""
+        self.fine_tune = enabled
+        self.backbone.requires_grad_(enabled)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> "TransferClassifier":
+        super().train(mode)
+        if not self.fine_tune:
+            self.backbone.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = x if x.dim() == 2 else self.backbone(x)
+        return self.logits(self.dropout(features))
