@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--timeout", type=float, default=None, help="with --watch: stop after N s with no new checkpoint")
 
     pr = sub.add_parser("predict", help="classify image files or .npy batches")
-    pr.add_argument("--model-dir", required=True)
+    pr.add_argument("--model-dir", default=None, help="the model directory (or use --server and --model-name)")
+    pr.add_argument("--server", default=None, metavar="URL", help="ask a running `visionflow serve` instead")
+    pr.add_argument("--model-name", default=None, help="with --server: the served model's name")
     pr.add_argument("--device", default="auto")
     pr.add_argument("--json", action="store_true", help="one JSON line per input image")
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="PNG/JPEG image or .npy batch")
@@ -82,16 +84,46 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--port", type=int, default=6006)
     bd.add_argument("--host", default="127.0.0.1")
 
+    _export_args(sub.add_parser("export", help="export a model directory as a verified, servable version"))
+    _serve_args(sub.add_parser("serve", help="serve exported versions (TF Serving REST and KServe V2 APIs)"))
     _retrain_args(sub.add_parser("retrain", help="retrain a pretrained network for the categories of an image folder"))
     _label_image_args(sub.add_parser("label-image", help="top labels of images by a model directory (label_image.py)"))
     _classify_image_args(sub.add_parser("classify-image", help="ImageNet top labels of images by a pretrained network"))
     return parser
 
 
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", required=True, help="the model directory whose latest checkpoint to export")
+    p.add_argument("--export-base", required=True, help="directory of versions; writes EXPORT_BASE/<version>/")
+    p.add_argument("--version", type=int, default=None, help="version number (default: the next one)")
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    from .serving import DEFAULT_MAX_BODY_BYTES
+
+    p.add_argument("--model-base-path", required=True, help="the export base (numbered version directories)")
+    p.add_argument("--model-name", required=True, help="the name clients use in /v1/models/NAME and /v2/models/NAME")
+    p.add_argument("--port", type=int, default=8501, help="TCP port (0: any free port, printed at start)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
+    p.add_argument("--version-policy", choices=("latest", "all", "specific"), default="latest")
+    p.add_argument("--versions", type=int, nargs="+", default=(), metavar="N", help="with --version-policy specific")
+    p.add_argument("--version-labels", nargs="+", default=(), metavar="LABEL=N",
+                   help="version labels such as stable=1 (also read from BASE/labels.json)")
+    p.add_argument("--max-batch-size", type=int, default=32, help="images per merged runtime call")
+    p.add_argument("--batch-timeout-micros", type=int, default=1000,
+                   help="how long a part-filled batch may wait for requests still arriving")
+    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger requests get 413")
+    p.add_argument("--runtime", choices=("auto", "onnxruntime", "torch"), default="auto",
+                   help="auto: PyTorch on CUDA when available, else onnxruntime on CPU")
+    p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads per call (0: its default)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "board": cmd_board,
+                "export": cmd_export, "serve": cmd_serve,
                 "retrain": cmd_retrain, "label-image": cmd_label_image, "classify-image": cmd_classify_image}[
             args.command](args)
     except VisionflowError as e:
@@ -173,6 +205,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .modeldir import ModelDir
     from .predict import read_inputs, to_predictions
 
+    if args.server is not None or args.model_dir is None:
+        return _predict_remote(args)
     model_dir = ModelDir(args.model_dir)
     run = model_dir.load_config()
     batch, sources = read_inputs(args.inputs, run.preprocessing)
@@ -186,6 +220,49 @@ def cmd_predict(args: argparse.Namespace) -> int:
             where = p.source if sources.count(p.source) == 1 else f"{p.source}[{p.index}]"
             print(f"{where}: {p.label} ({p.probabilities[p.class_id]:.4f})")
     return 0
+
+
+def _predict_remote(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .predict import prediction_lines
+
+    if args.server is None or args.model_name is None or args.model_dir is not None:
+        raise InputError("predict needs --model-dir DIR, or --server URL with --model-name NAME (not both)")
+    from .serving.client import predict_remote
+
+    predictions, sources = predict_remote(args.server, args.model_name, args.inputs)
+    print("\n".join(prediction_lines(predictions, sources, args.json)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _require_extra("serve", "onnx", "onnxruntime", "onnxscript")
+    from .export import export_model
+
+    result = export_model(args.model_dir, args.export_base, args.version)
+    check = result.verification
+    print(f"exported {result.model} at global step {result.global_step} as version {result.version}: {result.path}")
+    print(f"  verified: onnxruntime matches PyTorch on {check.examples} examples ({check.source}), "
+          f"max |dp| {check.max_abs_diff:.1e} <= {check.tolerance:g}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _require_extra("serve", "starlette", "uvicorn", "onnxruntime", "prometheus_client", "orjson")
+    from .serving.server import options_from_args, serve
+
+    return serve(options_from_args(args))
+
+
+def _require_extra(extra: str, *modules: str) -> None:
+    """A one-line error naming the pip command when an optional dependency is missing."""
+    import importlib.util
+
+    from .errors import InputError
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(f"{', '.join(missing)} not installed: pip install 'visionflow[{extra}]'")
 
 
 def cmd_board(args: argparse.Namespace) -> int:

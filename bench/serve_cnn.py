@@ -1,0 +1,327 @@
+"""Benchmark: `visionflow serve` on a 28×28 `cnn` export — HTTP requests/s and latency vs in-process onnxruntime.
+
+One run, one machine, the same single-image inputs for both contenders:
+  server      a real `visionflow serve` process; clients are threads in this process, each with
+              its own keep-alive HTTP/1.1 connection (`KeepAliveClient`), sending TF Serving
+              `:predict` requests of one 28×28 image as JSON pixel rows, pre-encoded so that the
+              client's own work stays small: on a 2-core machine it shares the CPU with the server
+  in-process  the same model.onnx in an onnxruntime session in this process, called with the
+              same one-image batches by the same number of threads: the ceiling the server
+              would reach with free HTTP, JSON and batching
+
+Closed loop at 1, 2, 4, 8, 16, 32 concurrent clients (each sends its next request when the
+previous one is answered): requests/s and p50/p99 latency.  Then an open loop at half the
+server's saturation rate (requests sent on a fixed schedule whatever the replies do; latency
+counted from the scheduled send time, so queueing is not hidden): p50/p99 there.
+
+    python bench/serve_cnn.py                      # MNIST from ../shared/data/mnist when present
+    python bench/serve_cnn.py --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from visionflow.export import export_model  # noqa: E402
+from visionflow.training import default_config, train  # noqa: E402
+
+CONCURRENCY = (1, 2, 4, 8, 16, 32)
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def trained_cnn(directory: Path, steps: int) -> tuple[Path, np.ndarray]:
+    """A 28×28 cnn trained `steps` steps (MNIST when available, else random 28×28 arrays) and test images."""
+    from visionflow.datasets import dataset_from_arrays, load_dataset
+
+    if (MNIST / "train-images-idx3-ubyte.gz").exists():
+        dataset = load_dataset("mnist", MNIST)
+        config = dataclasses.replace(default_config("cnn", "mnist"), data_dir=str(MNIST))
+    else:
+        rng = np.random.default_rng(0)
+        images, labels = rng.integers(0, 256, (2048, 28, 28), dtype=np.uint8), rng.integers(0, 10, 2048)
+        dataset = dataset_from_arrays((images, labels), test=(images[:512], labels[:512]))
+        config = default_config("cnn", "digits")
+    config = dataclasses.replace(config, steps=steps, epochs=None, batch_size=32, checkpoint_every=10**9)
+    train(config, directory, dataset=dataset, progress_stream=io.StringIO())
+    return directory, dataset.test.images[:256]
+
+
+def start_server(base: Path, threads: int, max_batch: int, timeout_us: int) -> tuple[subprocess.Popen, str, int]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "visionflow", "serve", "--model-base-path", str(base),
+                             "--model-name", "cnn", "--port", "0", "--intra-op-threads", str(threads),
+                             "--max-batch-size", str(max_batch), "--batch-timeout-micros", str(timeout_us)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("ready on "):
+            host, port = line.split()[2].removeprefix("http://").split(":")
+            return proc, host, int(port)
+    raise SystemExit(f"server did not start (exit code {proc.wait()})")
+
+
+def process_cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) used so far by process `pid` (default: this one)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def closed_loop(call_factory, clients: int, seconds: float, cpu_of: int | None = None) -> dict:
+    """`clients` threads calling as fast as answers come: rate, latency percentiles, CPU per request.
+
+    `cpu_of` is the process whose CPU time is charged to the requests (default: this one).
+    """
+    stop, start_gate = threading.Event(), threading.Barrier(clients + 1)
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures = [0]
+
+    def run(k: int) -> None:
+        call = call_factory(k)
+        call()  # warm the connection
+        start_gate.wait()
+        out = latencies[k]
+        while not stop.is_set():
+            t = time.perf_counter()
+            if not call():
+                failures[0] += 1
+            out.append(time.perf_counter() - t)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    start_gate.wait()
+    t0, cpu0 = time.perf_counter(), process_cpu_seconds(cpu_of)
+    time.sleep(seconds)
+    stop.set()
+    elapsed, cpu = time.perf_counter() - t0, process_cpu_seconds(cpu_of) - cpu0
+    for t in threads:
+        t.join()
+    summary = _summary([x for xs in latencies for x in xs], elapsed, failures[0])
+    summary["cpu_us_per_request"] = cpu / max(1, summary["requests"]) * 1e6
+    return summary
+
+
+def open_loop(call_factory, rate: float, seconds: float, clients: int = 16) -> dict:
+    """Requests on a fixed schedule at `rate`/s spread over `clients` threads; latency from the scheduled time."""
+    stop_at = time.perf_counter() + 0.5 + seconds
+    begin = time.perf_counter() + 0.5
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures = [0]
+
+    def run(k: int) -> None:
+        call = call_factory(k)
+        call()
+        period = clients / rate
+        due = begin + k * period / clients
+        while due < stop_at:
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            if not call():
+                failures[0] += 1
+            latencies[k].append(time.perf_counter() - due)
+            due += period
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return _summary([x for xs in latencies for x in xs], seconds, failures[0])
+
+
+def _summary(latencies: list[float], seconds: float, failures: int) -> dict:
+    ms = np.array(latencies) * 1e3
+    return {"requests_per_sec": len(ms) / seconds, "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "requests": len(ms), "failures": failures}
+
+
+class KeepAliveClient:
+    """A lean HTTP/1.1 keep-alive client: sends pre-built requests, reads each reply by Content-Length.
+
+    http.client parses every reply's headers with the email package, which costs more CPU
+    than the server spends on the request; on a 2-core machine that would measure the
+    client.  This sends the same bytes any client would and reads the whole reply.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def post_request(self, path: str, body: bytes) -> bytes:
+        return (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def send(self, request: bytes) -> tuple[int, bytes]:
+        """(status, body) of the reply to one raw request."""
+        self.sock.sendall(request)
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        length = next(int(l.split(b":", 1)[1]) for l in lines[1:] if l.lower().startswith(b"content-length:"))
+        while len(self.buffer) < length:
+            self._fill()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(lines[0].split()[1]), body
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        self.buffer += chunk
+
+
+def http_caller(host: str, port: int, bodies: list[bytes]):
+    def factory(k: int):
+        client = KeepAliveClient(host, port)
+        requests = [client.post_request("/v1/models/cnn:predict", body) for body in bodies]
+        counter = [k]
+
+        def call() -> bool:
+            counter[0] += 1
+            return client.send(requests[counter[0] % len(requests)])[0] == 200
+
+        return call
+
+    return factory
+
+
+def batch_stats(host: str, port: int) -> tuple[float, float]:
+    """(runtime calls, images) so far, from the server's Prometheus metrics."""
+    client = KeepAliveClient(host, port)
+    _, body = client.send(f"GET /monitoring/prometheus/metrics HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    client.sock.close()
+    values = {"count": 0.0, "sum": 0.0}
+    for line in body.decode().splitlines():
+        for kind in values:
+            if line.startswith(f"visionflow_batch_size_{kind}{{"):
+                values[kind] += float(line.rsplit(" ", 1)[1])
+    return values["count"], values["sum"]
+
+
+def session_caller(session, images: np.ndarray):
+    def factory(k: int):
+        counter = [k]
+
+        def call() -> bool:
+            image = images[counter[0] % len(images)][None]
+            counter[0] += 1
+            session.run(["probabilities", "classes"], {"images": image})
+            return True
+
+        return call
+
+    return factory
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+    parser.add_argument("--steps", type=int, default=20, help="training steps (throughput does not depend on accuracy)")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, server and in-process")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--batch-timeout-micros", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="measure each point this many times, alternating contenders; keep the best")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    import onnxruntime as ort
+
+    results: dict = {"machine": machine(), "python": platform.python_version(), "load_average": os.getloadavg(),
+                     "versions": {p: package_version(p) for p in ("torch", "onnxruntime", "uvicorn", "starlette",
+                                                                  "httptools", "uvloop", "orjson")},
+                     "settings": vars(args), "server": {}, "in_process": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, images = trained_cnn(Path(tmp) / "cnn", args.steps)
+        exported = export_model(model_dir, Path(tmp) / "base")
+        bodies = [json.dumps({"instances": [image[..., 0].tolist()]}).encode() for image in images[:64]]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        session = ort.InferenceSession(str(exported.path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        batch = images[: args.max_batch_size]
+        session.run(None, {"images": batch})
+        t, n = time.perf_counter(), 0
+        while time.perf_counter() - t < args.seconds:
+            session.run(None, {"images": batch})
+            n += len(batch)
+        results["in_process_batched_images_per_sec"] = n / (time.perf_counter() - t)
+
+        proc, host, port = start_server(exported.path.parent, args.threads, args.max_batch_size,
+                                        args.batch_timeout_micros)
+        try:
+            print(f"{'clients':>7}  {'server req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'batch':>5} {'CPU µs':>6}   "
+                  f"{'in-process req/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>6}  ratio", flush=True)
+            for clients in CONCURRENCY:
+                server = local = None
+                for _ in range(args.rounds):  # alternate, keep each contender's best: the machine may be shared
+                    calls, served = batch_stats(host, port)
+                    run = closed_loop(http_caller(host, port, bodies), clients, args.seconds, cpu_of=proc.pid)
+                    calls_after, served_after = batch_stats(host, port)
+                    run["mean_batch"] = (served_after - served) / max(1.0, calls_after - calls)
+                    server = max(server or run, run, key=lambda r: r["requests_per_sec"])
+                    run = closed_loop(session_caller(session, images), clients, args.seconds)
+                    local = max(local or run, run, key=lambda r: r["requests_per_sec"])
+                results["server"][clients], results["in_process"][clients] = server, local
+                print(f"{clients:>7}  {server['requests_per_sec']:>12,.0f} {server['p50_ms']:>7.2f} "
+                      f"{server['p99_ms']:>7.2f} {server['mean_batch']:>5.1f} {server['cpu_us_per_request']:>6.0f}   "
+                      f"{local['requests_per_sec']:>16,.0f} {local['p50_ms']:>7.2f} {local['p99_ms']:>7.2f} "
+                      f"{local['cpu_us_per_request']:>6.0f}  {server['requests_per_sec'] / local['requests_per_sec']:.2f}",
+                      flush=True)
+            saturation = max(r["requests_per_sec"] for r in results["server"].values())
+            ceiling = max(r["requests_per_sec"] for r in results["in_process"].values())
+            half = min((open_loop(http_caller(host, port, bodies), saturation / 2, args.seconds)
+                        for _ in range(args.rounds)), key=lambda r: r["p99_ms"])
+        finally:
+            proc.terminate()
+            proc.wait()
+    results.update(server_saturation=saturation, in_process_saturation=ceiling, ratio=saturation / ceiling,
+                   half_load=half, failures=sum(r["failures"] for r in results["server"].values()) + half["failures"])
+    batched = results["in_process_batched_images_per_sec"]
+    results["ratio_vs_one_batched_runtime_thread"] = saturation / batched
+    print(f"saturation: server {saturation:,.0f} req/s = {saturation / ceiling:.2f}x in-process {ceiling:,.0f} req/s "
+          f"(batch 1, one caller per core); = {saturation / batched:.2f}x in-process batches of {args.max_batch_size} "
+          f"on one runtime thread ({batched:,.0f} images/s)")
+    print(f"half load ({saturation / 2:,.0f} req/s offered, {half['requests_per_sec']:,.0f} done): "
+          f"p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms; failed requests: {results['failures']}")
+    print(f"{results['machine']}; python {results['python']}; "
+          + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

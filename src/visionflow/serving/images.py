@@ -1,0 +1,118 @@
+"""Request values → model input: (N, H, W, C) uint8 pixels, checked strictly.
+
+Two kinds of value carry images:
+  numbers   nested lists (or a typed tensor) of pixels: integers 0–255, or floats 0–1 as
+            `visionflow predict` takes them.  Out-of-range values are refused rather than
+            clipped, since they almost always mean the client scaled its pixels differently.
+  encoded   PNG / JPEG / … bytes, converted to the model's channels (greyscale or RGB) and
+            resized (or cropped) to its H×W by `Preprocessing.fit_image`, as `visionflow
+            predict` does with image files.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import io
+import re
+from typing import Any
+
+import numpy as np
+
+from ..preprocessing import Preprocessing
+from .errors import bad_request
+
+MAX_IMAGE_PIXELS = 40_000_000  # per encoded image, checked before decoding (decompression bombs)
+# Only plain raster formats: Pillow would hand some others (EPS) to external programs.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+_B64_SPACE = re.compile(rb"\s+")
+
+
+@functools.lru_cache(maxsize=64)
+def image_shapes(pre: Preprocessing) -> frozenset[tuple[int, ...]]:
+    """The shapes one image may come in: (H, W) when greyscale, (H, W, C) and flat (H*W*C,)."""
+    h, w, c = pre.height, pre.width, pre.channels
+    return frozenset({(h, w, c), (h * w * c,)} | ({(h, w)} if c == 1 else set()))
+
+
+def to_uint8(array: np.ndarray, where: str) -> np.ndarray:
+    """Integers 0–255 or floats 0–1 → uint8; anything else is a 400."""
+    kind = array.dtype.kind
+    if kind == "u" and array.dtype.itemsize == 1:
+        return array
+    if kind in "iu":
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise bad_request(f"{where}: integer pixels must be in 0-255 (got {array.min()}..{array.max()})")
+        return array.astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(array).all():
+            raise bad_request(f"{where}: pixels contain NaN or infinity")
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise bad_request(f"{where}: float pixels must be in 0-1 (got {array.min():g}..{array.max():g}); "
+                              "send integers for 0-255")
+        return np.rint(array * 255.0).astype(np.uint8)
+    raise bad_request(f"{where}: pixels must be numbers, not {_kind_name(array)}")
+
+
+def numbers_array(value: Any, where: str) -> np.ndarray:
+    """JSON nested lists → a rectangular numeric array (400 when ragged or not numbers)."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise bad_request(f"{where}: not a rectangular array of numbers") from None
+    if array.dtype.kind not in "iuf":
+        raise bad_request(f"{where}: pixels must be numbers, not {_kind_name(array)}")
+    return array
+
+
+def one_image(array: np.ndarray, pre: Preprocessing, where: str) -> np.ndarray:
+    """One image's pixels → (1, H, W, C) uint8."""
+    if array.shape not in image_shapes(pre):
+        raise bad_request(f"{where}: an image of shape {list(array.shape)} does not fit the model's "
+                          f"{pre.height}x{pre.width}x{pre.channels} input")
+    return to_uint8(array, where).reshape(1, pre.height, pre.width, pre.channels)
+
+
+def image_batch(array: np.ndarray, pre: Preprocessing, where: str) -> np.ndarray:
+    """A batch (N, then one image's shape) → (N, H, W, C) uint8."""
+    if array.ndim < 2 or array.shape[1:] not in image_shapes(pre):
+        raise bad_request(f"{where}: a batch of shape {list(array.shape)} does not hold "
+                          f"{pre.height}x{pre.width}x{pre.channels} images (expected [N, {pre.height}, "
+                          f"{pre.width}, {pre.channels}])")
+    return to_uint8(array, where).reshape(len(array), pre.height, pre.width, pre.channels)
+
+
+def b64_bytes(text: Any, where: str) -> bytes:
+    """Standard or URL-safe base64 (whitespace ignored) → bytes."""
+    if not isinstance(text, str):
+        raise bad_request(f"{where}: \"b64\" must be a string")
+    raw = _B64_SPACE.sub(b"", text.encode("ascii", errors="replace"))
+    if b"-" in raw or b"_" in raw:
+        raw = raw.replace(b"-", b"+").replace(b"_", b"/")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad_request(f"{where}: \"b64\" is not valid base64") from None
+
+
+def decode_image(data: bytes, pre: Preprocessing, where: str) -> np.ndarray:
+    """Encoded image bytes → (1, H, W, C) uint8, converted and resized as the model expects."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise bad_request(f"{where}: image of {width}x{height} pixels is too large "
+                                  f"(at most {MAX_IMAGE_PIXELS:,} pixels)")
+            array = pre.fit_image(image)
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise bad_request(f"{where}: not a readable image (PNG, JPEG, BMP, GIF, WebP or TIFF)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise bad_request(f"{where}: not a readable image ({e})") from None
+    return array.reshape(1, pre.height, pre.width, pre.channels)
+
+
+def _kind_name(array: np.ndarray) -> str:
+    return {"b": "booleans", "U": "strings", "S": "strings", "O": "mixed values"}.get(array.dtype.kind, str(array.dtype))

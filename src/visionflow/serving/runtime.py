@@ -1,0 +1,158 @@
+"""Running one exported version: onnxruntime on CPU, or PyTorch where CUDA is available.
+
+A `ServedVersion` is loaded, checked against its signature and warmed up (the runtime has
+run the largest batch it will see) before it takes a single request, so swapping it in never
+makes a client wait for lazy initialisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from ..errors import InputError
+from ..exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature
+from .batching import Arrivals, DynamicBatcher, Outputs
+
+RUNTIMES = ("auto", "onnxruntime", "torch")
+
+
+class Runner(Protocol):
+    """(N, H, W, C) uint8 → {"probabilities": (N, K) float32, "classes": (N,) int64}."""
+
+    description: str
+
+    def run(self, images: np.ndarray) -> Outputs: ...
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """`runtime`: auto (PyTorch on CUDA when present, else onnxruntime), onnxruntime or torch.
+
+    `intra_op_threads` is onnxruntime's per-call thread count (0: its default, one per core).
+    """
+
+    runtime: str = "auto"
+    intra_op_threads: int = 0
+    max_batch_size: int = 32
+    batch_timeout_s: float = 0.001
+
+
+class OnnxRunner:
+    def __init__(self, path: Path, signature: Signature, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.description = f"onnxruntime {ort.__version__} (CPU)"
+        _check_session(self.session, signature, path)
+
+    def run(self, images: np.ndarray) -> Outputs:
+        probabilities, classes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
+        return {"probabilities": probabilities, "classes": classes}
+
+
+class TorchRunner:
+    """The `ServingGraph` the ONNX file was exported from, rebuilt from model.safetensors."""
+
+    def __init__(self, directory: Path, signature: Signature, device: str) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        from ..export import ServingGraph
+        from ..models import build_model
+
+        model = build_model(signature.model)
+        try:
+            model.load_state_dict(load_file(str(directory / "model.safetensors")))
+        except RuntimeError as e:
+            raise InputError(f"{directory / 'model.safetensors'}: does not fit {signature.model.name} "
+                             f"({str(e).strip().splitlines()[0]})") from None
+        self.device = torch.device(device)
+        self.graph = ServingGraph(model, signature.preprocessing).to(self.device).eval()
+        self.description = f"torch {torch.__version__} ({self.device})"
+
+    def run(self, images: np.ndarray) -> Outputs:
+        import torch
+
+        with torch.inference_mode():
+            probabilities, classes = self.graph(torch.from_numpy(images).to(self.device, non_blocking=True))
+        return {"probabilities": probabilities.cpu().numpy(), "classes": classes.cpu().numpy()}
+
+
+@dataclass
+class ServedVersion:
+    """A loaded version and its batcher; `leases` counts requests currently using it."""
+
+    version: int
+    path: Path
+    signature: Signature
+    runner: Runner
+    batcher: DynamicBatcher
+    leases: int = 0
+
+
+def load_version(base: ExportBase, version: int, options: RuntimeOptions, arrivals: Arrivals,
+                 on_batch: Callable[[int, int, float], None] | None = None) -> ServedVersion:
+    """Load, check and warm up `base/<version>`; InputError (or the runtime's own error) when broken."""
+    directory = base.version_dir(version)
+    missing = base.missing_files(version)
+    if missing:
+        raise InputError(f"{directory}: incomplete (missing {', '.join(missing)})")
+    signature = Signature.load(directory / "signature.json")
+    labels = (directory / "labels.txt").read_text().splitlines()
+    if tuple(labels) != signature.class_names:
+        raise InputError(f"{directory / 'labels.txt'}: does not match the class names in signature.json")
+    runner = make_runner(directory, signature, options.runtime, options.intra_op_threads)
+    warm_up(runner, signature, options.max_batch_size, directory)
+    report = (lambda size, seconds: on_batch(version, size, seconds)) if on_batch else None
+    batcher = DynamicBatcher(runner.run, options.max_batch_size, options.batch_timeout_s, arrivals,
+                             f"v{version}", report)
+    return ServedVersion(version, directory, signature, runner, batcher)
+
+
+def make_runner(directory: Path, signature: Signature, runtime: str, threads: int) -> Runner:
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime == "auto":
+        import torch
+
+        runtime = "torch" if torch.cuda.is_available() else "onnxruntime"
+    if runtime == "torch":
+        import torch
+
+        return TorchRunner(directory, signature, "cuda" if torch.cuda.is_available() else "cpu")
+    return OnnxRunner(directory / "model.onnx", signature, threads)
+
+
+def warm_up(runner: Runner, signature: Signature, max_batch_size: int, directory: Path) -> None:
+    """Run batches of 1 and `max_batch_size` zero images and check what comes back."""
+    pre, k = signature.preprocessing, len(signature.class_names)
+    for n in sorted({1, max(1, max_batch_size)}):
+        out = runner.run(np.zeros((n, pre.height, pre.width, pre.channels), dtype=np.uint8))
+        p, c = out["probabilities"], out["classes"]
+        if p.shape != (n, k) or p.dtype != np.float32 or c.shape != (n,) or c.dtype != np.int64:
+            raise InputError(f"{directory}: the model returns probabilities {p.dtype}{list(p.shape)} and classes "
+                             f"{c.dtype}{list(c.shape)}; the signature promises float32[{n}, {k}] and int64[{n}]")
+        if not np.isfinite(p).all():
+            raise InputError(f"{directory}: the model returns non-finite probabilities")
+
+
+def _check_session(session, signature: Signature, path: Path) -> None:
+    inputs = session.get_inputs()
+    pre = signature.preprocessing
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)":
+        raise InputError(f"{path}: expected one uint8 input {INPUT_NAME!r}, found "
+                         f"{[(i.name, i.type) for i in inputs]}")
+    if list(inputs[0].shape[1:]) != [pre.height, pre.width, pre.channels]:
+        raise InputError(f"{path}: input shape {inputs[0].shape} does not match the signature "
+                         f"({pre.height}x{pre.width}x{pre.channels})")
+    names = {o.name for o in session.get_outputs()}
+    if not set(OUTPUT_NAMES) <= names:
+        raise InputError(f"{path}: outputs {sorted(names)} lack {', '.join(sorted(set(OUTPUT_NAMES) - names))}")

@@ -1,0 +1,118 @@
+"""Running the app under uvicorn: bind (127.0.0.1 by default), start, print where to reach it.
+
+The socket is bound before uvicorn starts, so `--port 0` works (the kernel picks a free port
+and the banner names it) and a port already in use is a one-line error, exit code 2.  The
+banner is printed once startup — including loading the first version — is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import InputError
+from ..exportdir import check_label, check_version, parse_version
+from ..preprocessing import Preprocessing
+from .app import ServeOptions, Serving, build_app
+from .runtime import RuntimeOptions
+from .versions import VersionPolicy
+
+if TYPE_CHECKING:
+    import uvicorn
+
+
+def options_from_args(args: argparse.Namespace) -> ServeOptions:
+    """`visionflow serve` flags → checked ServeOptions (InputError names the bad flag)."""
+    labels = {}
+    for item in args.version_labels:
+        label, sep, version = item.partition("=")
+        if not sep:
+            raise InputError(f"--version-labels {item!r}: expected LABEL=VERSION, such as stable=1")
+        labels[check_label(label, "--version-labels")] = parse_version(version, f"--version-labels {label}")
+    for version in args.versions:
+        check_version(version)
+    runtime = RuntimeOptions(args.runtime, args.intra_op_threads, args.max_batch_size, args.batch_timeout_micros / 1e6)
+    return ServeOptions(args.model_name, Path(args.model_base_path), args.host, args.port, args.poll_seconds,
+                        VersionPolicy(args.version_policy, tuple(args.versions)), labels, runtime,
+                        args.max_body_bytes).check()
+
+
+def serve(options: ServeOptions) -> int:
+    import uvicorn
+
+    options.check()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s visionflow serve %(levelname)s: %(message)s")
+    sock = bind(options.host, options.port)
+    app = build_app(options)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                            server_header=False)
+    server = uvicorn.Server(config)
+    port = sock.getsockname()[1]
+    asyncio.run(_run(server, sock, lambda: print(banner(options, port, app.state.serving), flush=True)))
+    return 0
+
+
+async def _run(server: "uvicorn.Server", sock: socket.socket, on_ready: Callable[[], None]) -> None:
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if server.started:
+        on_ready()
+    await task
+
+
+def bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise InputError(f"--host {host!r}: cannot resolve ({e.strerror})") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this (Linux): without it a reply written as headers then body
+    # waits for the client's delayed ACK (~40 ms) under Nagle's algorithm.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port} ({e.strerror})") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def banner(options: ServeOptions, port: int, serving: Serving) -> str:
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "") else ("::1" if options.host == "::" else options.host)
+    root = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    name = options.model_name
+    available = sorted(serving.versions.available)
+    lines = [
+        f"visionflow serve: model {name!r} from {options.base_path} "
+        f"(policy {options.policy.kind}; versions available: {', '.join(map(str, available)) or 'none yet'})",
+        f"  TF Serving REST  {root}/v1/models/{name}   (:predict, :classify, /metadata)",
+        f"  KServe V2        {root}/v2/models/{name}   (/infer, /ready)",
+        f"  metrics          {root}/monitoring/prometheus/metrics",
+    ]
+    if available:
+        pre = serving.versions.available[available[-1]].signature.preprocessing
+        lines.append(f"  try: curl -s {root}/v1/models/{name}:predict -d '{{\"instances\": [{{\"b64\": \"{_blank_png(pre)}\"}}]}}'")
+    lines.append(f"ready on {root} (Ctrl-C to stop)")
+    return "\n".join(lines)
+
+
+def _blank_png(pre: Preprocessing) -> str:
+    """A black image of the model's size, base64 PNG: a request that is valid as pasted."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L" if pre.channels == 1 else "RGB", (pre.width, pre.height)).save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
