@@ -61,3 +61,17 @@ def test_fit_preprocessing_stats():
     images[..., 0] = 255
     pre = fit_preprocessing(images)
     assert pre.input_shape == (3, 3, 3) and pre.mean[0] == 1.0 and pre.mean[1] == 0.0
+
+
+def test_normalize_still_real_after_being_traced_by_torch_export():
+    pre = Preprocessing(1, 4, 4, (0.25,), (0.5,))  # constants unique to this test: a fresh cache entry
+
+    class Normalize(torch.nn.Module):
+        def forward(self, x):
+            return pre.normalize(x)
+
+    x = torch.randint(0, 256, (2, 4, 4, 1), dtype=torch.uint8)
+    exported = torch.export.export(Normalize(), (x,))
+    eager = pre.normalize(x)
+    assert eager.numpy().shape == (2, 1, 4, 4)  # a fake tensor cached during tracing would fail here
+    assert torch.equal(exported.module()(x), eager)

@@ -47,6 +47,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="deterministic kernels: bit-exact reruns and resumes on CPU")
     p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=S)
+    p.add_argument("--compile", action="store_true", default=S, help="torch.compile the model (measured slower on short runs: see docs/benchmarks.md)")
     p.add_argument("--log-every", type=int, default=S, help="log a line every N steps")
     p.add_argument("--checkpoint-every", type=int, default=S, help="save a checkpoint every N steps")
     p.add_argument("--keep-checkpoints", type=int, default=S, help="how many checkpoints to keep")

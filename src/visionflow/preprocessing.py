@@ -50,7 +50,9 @@ class Preprocessing:
         multiply-add and no copy of the layout.
         """
         x = images.permute(0, 3, 1, 2).float()
-        scale, shift = _affine(self.mean, self.std, x.device)
+        # While torch.export / torch.compile trace, tensors made here are fake: never cache those.
+        affine = _make_affine if torch.compiler.is_compiling() else _affine
+        scale, shift = affine(self.mean, self.std, x.device)
         return torch.addcmul(-shift, x, scale).contiguous(memory_format=torch.channels_last)
 
     def fit_image(self, image: "Image.Image") -> np.ndarray:
@@ -85,8 +87,8 @@ def resample_filter(name: str) -> int:
             "lanczos": Image.LANCZOS}.get(name, Image.BILINEAR)
 
 
-@functools.lru_cache(maxsize=64)
-def _affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _make_affine(mean: tuple[float, ...], std: tuple[float, ...],
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel (scale, shift) as (1, C, 1, 1) tensors, made once per device.
 
     Building them per batch would cost two blocking host-to-device copies per step on a GPU,
@@ -106,3 +108,6 @@ def fit_preprocessing(images: np.ndarray) -> Preprocessing:
     return Preprocessing(channels=c, height=h, width=w,
                          mean=tuple(round(float(m), 6) for m in mean),
                          std=tuple(round(float(s), 6) for s in std))
+
+
+_affine = functools.lru_cache(maxsize=64)(_make_affine)
