@@ -20,20 +20,27 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _loop_args(p: argparse.ArgumentParser, epochs_help: str) -> None:
+    """How long and how fast to train: shared by `train` and `retrain`."""
+    from .config import OPTIMIZERS
+
+    p.add_argument("--steps", type=int, default=S, help="train until global step N (continues a model dir)")
+    p.add_argument("--epochs", type=float, default=S, help=epochs_help)
+    p.add_argument("--batch-size", type=int, default=S)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=S)
+    p.add_argument("--lr", type=float, default=S, help="peak learning rate")
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     from .datasets import DATASET_NAMES
-    from .config import OPTIMIZERS, SCHEDULES
+    from .config import SCHEDULES
 
     p.add_argument("--model", default=S, help="registered model: mlp or cnn (default cnn)")
     p.add_argument("--dataset", default=S, choices=DATASET_NAMES,
                    help="digits (embedded, offline; the default), mnist or fashion-mnist")
     p.add_argument("--data-dir", default=S, help="read the dataset's standard files from DIR")
     p.add_argument("--model-dir", default=None, help="where the run lives (default runs/MODEL-DATASET)")
-    p.add_argument("--steps", type=int, default=S, help="train until global step N (continues a model dir)")
-    p.add_argument("--epochs", type=float, default=S, help="passes over the training split")
-    p.add_argument("--batch-size", type=int, default=S)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=S)
-    p.add_argument("--lr", type=float, default=S, help="peak learning rate")
+    _loop_args(p, "passes over the training split")
     p.add_argument("--momentum", type=float, default=S, help="for --optimizer momentum")
     p.add_argument("--weight-decay", type=float, default=S)
     p.add_argument("--schedule", choices=SCHEDULES, default=S, help="learning-rate schedule (default onecycle)")
@@ -293,8 +300,6 @@ def _backbone_help() -> str:
 
 
 def _retrain_args(p: argparse.ArgumentParser) -> None:
-    from .config import OPTIMIZERS
-
     p.add_argument("--image-dir", default=None, help="one sub-folder of JPEG/PNG/WebP images per category")
     p.add_argument("--model-dir", required=True, help="where the retrained model goes (continued when it exists)")
     p.add_argument("--backbone", default=None, help=_backbone_help())
@@ -305,11 +310,7 @@ def _retrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fine-tune", action="store_true", default=S, help="train the whole network (slow)")
     p.add_argument("--validation-percentage", type=float, default=S, help="of each category (default 10)")
     p.add_argument("--testing-percentage", type=float, default=S, help="of each category (default 10)")
-    p.add_argument("--steps", type=int, default=S, help="train until global step N (continues a model dir)")
-    p.add_argument("--epochs", type=float, default=S, help="passes over the training split (default 30)")
-    p.add_argument("--batch-size", type=int, default=S)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=S)
-    p.add_argument("--lr", type=float, default=S, help="peak learning rate")
+    _loop_args(p, "passes over the training split (default 30)")
     p.add_argument("--dropout", type=float, default=S, help="dropout before the new layer (default 0.2)")
     p.add_argument("--label-smoothing", type=float, default=S)
     p.add_argument("--seed", type=int, default=S)
