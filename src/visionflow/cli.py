@@ -211,7 +211,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .engine import predict_probabilities, resolve_device
     from .evaluation import load_model
     from .modeldir import ModelDir
-    from .predict import read_inputs, to_predictions
+    from .predict import prediction_lines, read_inputs, to_predictions
 
     if args.server is not None or args.model_dir is None:
         return _predict_remote(args)
@@ -221,12 +221,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     run, model, _ = load_model(model_dir, resolve_device(args.device))
     x = run.preprocessing.normalize(torch.from_numpy(batch))
     predictions = to_predictions(predict_probabilities(model, x, run.train.precision), sources, run.class_names)
-    for p in predictions:
-        if args.json:
-            print(json.dumps(p.to_dict()))
-        else:
-            where = p.source if sources.count(p.source) == 1 else f"{p.source}[{p.index}]"
-            print(f"{where}: {p.label} ({p.probabilities[p.class_id]:.4f})")
+    for line in prediction_lines(predictions, sources, args.json):
+        print(line)
     return 0
 
 
