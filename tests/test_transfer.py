@@ -137,6 +137,15 @@ def test_retrained_dir_evaluates_from_the_images_like_retrain_did(retrained):
     assert result.loss == pytest.approx(outcome.test.loss, abs=1e-4)
 
 
+def test_retrained_export_is_verified_on_the_folders_real_test_photos(retrained, tmp_path):
+    export = pytest.importorskip("visionflow.export")
+    model_dir, _, outcome, _ = retrained
+    version = export.export_model(model_dir, tmp_path / "exports").path
+    verification = json.loads((version / "signature.json").read_text())["verification"]
+    assert verification["source"] == "image-folder test split"
+    assert verification["examples"] == min(outcome.test.count, export.VERIFY_EXAMPLES)
+
+
 def test_label_image_prints_label_score_lines(retrained, photo_folder, capsys):
     model_dir = retrained[0]
     ship = sorted((photo_folder / "ship").glob("train-*.jpg"))[0]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import RunConfig
 from .errors import InputError
 from .evaluation import load_model
 from .exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature, check_version
@@ -113,8 +114,7 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike, v
     try:
         onnx_info = write_onnx(graph, run.preprocessing, staging / "model.onnx")
         write_weights(model, staging / "model.safetensors", step)
-        images, source = verification_images(run.train.dataset, run.train.data_dir, run.train.validation_size,
-                                             run.preprocessing)
+        images, source = verification_images(run)
         verification = verify_export(staging / "model.onnx", graph, images, source, tolerance)
         signature = Signature.for_model(run.model, run.preprocessing, tuple(run.class_names), step, __version__,
                                         onnx_info, verification.to_dict())
@@ -148,19 +148,19 @@ def write_weights(model: nn.Module, path: Path, step: int) -> None:
     save_file(weights, str(path), metadata={"global_step": str(step)})
 
 
-def verification_images(dataset: str, data_dir: str | None, validation_size: int | None, pre: Preprocessing,
-                        count: int = VERIFY_EXAMPLES) -> tuple[np.ndarray, str]:
+def verification_images(run: RunConfig, count: int = VERIFY_EXAMPLES) -> tuple[np.ndarray, str]:
     """Up to `count` test-split images (N, H, W, C) uint8 of the run's dataset, and where they came from.
 
     Real inputs exercise the model where it matters (confident and borderline predictions);
     random pixels are the fallback when the dataset is not on this machine (no download is
-    attempted) or does not fit the model.
+    attempted) or does not fit the model.  Image folders are read at the run's input size.
     """
-    from .datasets import load_dataset
+    from .datasets import dataset_for_run
 
+    pre, dataset = run.preprocessing, run.train.dataset
     shape = (pre.height, pre.width, pre.channels)
     try:
-        images = load_dataset(dataset, data_dir, validation_size, download=False).test.images[:count]
+        images = dataset_for_run(run, download=False, split="test").test.images[:count]
     except InputError as e:
         problem = f"dataset {dataset} is not available ({e})"
     else:
