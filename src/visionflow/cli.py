@@ -217,7 +217,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_remote(args)
     model_dir = ModelDir(args.model_dir)
     run = model_dir.load_config()
-    batch, sources = read_inputs(args.inputs, run.preprocessing)
+    batch, sources = read_inputs(args.inputs, run.preprocessing)  # bad inputs fail before the model loads
     run, model, _ = load_model(model_dir, resolve_device(args.device))
     x = run.preprocessing.normalize(torch.from_numpy(batch))
     predictions = to_predictions(predict_probabilities(model, x, run.train.precision), sources, run.class_names)
