@@ -14,9 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VISIONFLOW_SHARED", ROOT.parent / "shared"))
 MNIST_DIR = SHARED / "data" / "mnist"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+CIFAR_DIR = SHARED / "data" / "cifar10-jpeg"
 
 needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
                                  reason=f"real MNIST not found in {MNIST_DIR} (../shared is not in a user checkout)")
+needs_cifar = pytest.mark.skipif(not (CIFAR_DIR / "test-00000-of-00001.tfrecord").exists(),
+                                 reason=f"CIFAR-10 JPEG TFRecords not found in {CIFAR_DIR} (../shared is not in a user checkout)")
 needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(),
                                    reason=f"Fashion-MNIST not found in {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
 

@@ -72,7 +72,7 @@ class Classifier:
         run, model, _ = self._loaded()
         batch = pixel_batch(images, run.preprocessing)
         x = run.preprocessing.normalize(torch.from_numpy(batch))
-        probabilities = predict_probabilities(model, x, run.train.precision).cpu().numpy()
+        probabilities = predict_probabilities(model, x, run.train.precision, tta=run.preprocessing.tta).cpu().numpy()
         return {"classes": probabilities.argmax(axis=1), "probabilities": probabilities}
 
     def _loaded(self):

@@ -3,7 +3,10 @@
 For global step S the directory `checkpoints/` holds
   ckpt-S.safetensors        model weights (what evaluate / predict / export need)
   ckpt-S.state.safetensors  optimizer tensors and RNG states; the optimizer's non-tensor
-                            state (param groups, scalar entries) is JSON in its metadata
+                            state (param groups, scalar entries) is JSON in its metadata; with
+                            weight averaging also the raw training weights ("train.*", when
+                            the weights file holds the moving average) or lookahead's average
+                            ("average.*")
   index.json                {"latest": S, "steps": [...]} — rewritten last, so a crash at any
                             moment leaves it pointing at a complete checkpoint.
 Nothing is ever unpickled: safetensors and JSON carry only tensors, numbers and strings.
@@ -61,11 +64,17 @@ def latest_step(directory: Path) -> int | None:
 
 
 def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    rng: dict[str, torch.Tensor], keep: int) -> None:
-    """Write checkpoint `step` atomically, point the index at it, prune to the newest `keep`."""
+                    rng: dict[str, torch.Tensor], keep: int, extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Write checkpoint `step` atomically, point the index at it, prune to the newest `keep`.
+
+    `model`'s weights are what evaluation and export load (the moving average, when training
+    keeps one); `extra` tensors (e.g. "train.*" raw weights, "average.*" lookahead state) are
+    stored beside the optimizer state for an exact resume.
+    """
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors, meta = _flatten_optimizer(optimizer.state_dict() if optimizer is not None else None)
     tensors.update({f"rng.{k}": v.contiguous().cpu() for k, v in rng.items()})
+    tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra or {}).items()})
     step_meta = {"global_step": str(step)}
     atomic_write(weights_path(directory, step), lambda p: save_file(weights, str(p), metadata=step_meta))
     atomic_write(state_path(directory, step), lambda p: save_file(

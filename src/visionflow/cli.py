@@ -35,10 +35,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     from .datasets import DATASET_NAMES
     from .config import SCHEDULES
 
-    p.add_argument("--model", default=S, help="registered model: mlp or cnn (default cnn)")
+    p.add_argument("--model", default=S, help="registered model: mlp, cnn, cifar-cnn, resnet20/32/44/56/110 (-v2: pre-activation), fastnet (default cnn)")
     p.add_argument("--dataset", default=S, choices=DATASET_NAMES,
-                   help="digits (embedded, offline; the default), mnist or fashion-mnist")
-    p.add_argument("--data-dir", default=S, help="read the dataset's standard files from DIR")
+                   help="digits (embedded, offline; the default), mnist, fashion-mnist, cifar10, cifar100, "
+                        "tfrecord (image TFRecord shards) or image-folder (one sub-folder per class, one image size)")
+    p.add_argument("--data-dir", default=S,
+                   help="read the dataset from DIR (cifar: TFRecord shards, binary or python batches, or their "
+                        "archive; tfrecord: a directory, glob or file of shards)")
     p.add_argument("--model-dir", default=None, help="where the run lives (default runs/MODEL-DATASET)")
     _loop_args(p, "passes over the training split")
     p.add_argument("--momentum", type=float, default=S, help="for --optimizer momentum")
@@ -47,6 +50,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=S, help="warm-up as a fraction of the run")
     p.add_argument("--label-smoothing", type=float, default=S)
     p.add_argument("--augment-shift", type=int, default=S, help="random translation by up to N pixels")
+    p.add_argument("--lr-start-factor", type=float, default=S, help="--schedule linear: start at this fraction of --lr")
+    p.add_argument("--lr-end-factor", type=float, default=S, help="--schedule linear: end at this fraction of --lr")
+    p.add_argument("--ema-decay", type=float, default=S, help="evaluate a moving average of the weights (e.g. 0.9999)")
+    p.add_argument("--lookahead-every", type=int, default=S, help="airbench lookahead: sync weights every N steps")
     p.add_argument("--dropout", type=float, default=S)
     p.add_argument("--validation-size", type=int, default=S, help="examples held out of train")
     p.add_argument("--seed", type=int, default=S)
@@ -60,6 +67,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-checkpoints", type=int, default=S, help="how many checkpoints to keep")
     p.add_argument("--log-device-placement", action="store_true", help="print where each parameter and layer lives")
     p.add_argument("--json", action="store_true", help="print the final test evaluation as one JSON object")
+    from .augment import add_augment_arguments
+
+    add_augment_arguments(p, S)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _retrain_args(sub.add_parser("retrain", help="retrain a pretrained network for the categories of an image folder"))
     _label_image_args(sub.add_parser("label-image", help="top labels of images by a model directory (label_image.py)"))
     _classify_image_args(sub.add_parser("classify-image", help="ImageNet top labels of images by a pretrained network"))
+    _convert_args(sub.add_parser("convert", help="write a dataset as TFRecord shards of image examples"))
     return parser
 
 
@@ -132,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "board": cmd_board,
                 "export": cmd_export, "serve": cmd_serve,
-                "retrain": cmd_retrain, "label-image": cmd_label_image, "classify-image": cmd_classify_image}[
+                "retrain": cmd_retrain, "label-image": cmd_label_image, "classify-image": cmd_classify_image,
+                "convert": cmd_convert}[
             args.command](args)
     except VisionflowError as e:
         print(f"visionflow: error: {e}" if e.exit_code == 2 else f"visionflow: {e}", file=sys.stderr)
@@ -146,8 +158,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .modeldir import ModelDir
     from .training import resolve_config, train
 
-    flags = {k: v for k, v in vars(args).items()
-             if k not in ("command", "model_dir", "log_device_placement", "json")}
+    from .augment import gather_augment_flags
+
+    flags = gather_augment_flags({k: v for k, v in vars(args).items()
+                                  if k not in ("command", "model_dir", "log_device_placement", "json")})
     model_dir = args.model_dir or f"runs/{flags.get('model', 'cnn')}-{flags.get('dataset', 'digits')}"
     config = resolve_config(ModelDir(model_dir), flags)
     on_start = print_device_placement if args.log_device_placement else None
@@ -220,7 +234,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     batch, sources = read_inputs(args.inputs, run.preprocessing)  # bad inputs fail before the model loads
     run, model, _ = load_model(model_dir, resolve_device(args.device))
     x = run.preprocessing.normalize(torch.from_numpy(batch))
-    predictions = to_predictions(predict_probabilities(model, x, run.train.precision), sources, run.class_names)
+    probabilities = predict_probabilities(model, x, run.train.precision, tta=run.preprocessing.tta)
+    predictions = to_predictions(probabilities, sources, run.class_names)
     for line in prediction_lines(predictions, sources, args.json):
         print(line)
     return 0
@@ -386,6 +401,34 @@ def cmd_classify_image(args: argparse.Namespace) -> int:
 
     results = classify_images(args.images, args.backbone, args.weights, args.top_k, args.device)
     print("\n".join(label_lines(results, "classify", args.json)))
+    return 0
+
+
+
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    from .datasets import DATASET_NAMES
+
+    p.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="the dataset to write (as for train)")
+    p.add_argument("--data-dir", default=None, help="where the dataset lives (as for train)")
+    p.add_argument("--output", required=True, metavar="DIR", help="writes DIR/SPLIT-0000K-of-0000N.tfrecord and labels.txt")
+    p.add_argument("--shards", type=int, default=1, help="files for the training split (the other splits get as "
+                                                         "many records per file)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle that spreads records over the shards")
+    p.add_argument("--validation-size", type=int, default=None,
+                   help="hold out N training examples as a validation split (default: none)")
+    p.add_argument("--validation-percentage", type=float, default=None, help="image folders: of each category (default 10)")
+    p.add_argument("--testing-percentage", type=float, default=None, help="image folders: of each category (default 10)")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    result = convert(args.dataset, args.output, args.shards, args.data_dir, args.seed, args.validation_size,
+                     args.validation_percentage, args.testing_percentage)
+    for split, count in result.records.items():
+        files = len(result.shards[split])
+        print(f"{split}: {count:,} records in {files} shard{'s' if files > 1 else ''}")
+    print(f"wrote {result.output} (labels.txt: {len(result.class_names)} classes)")
     return 0
 
 

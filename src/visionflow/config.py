@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .augment import Augment
 from .errors import InputError
 from .models import ModelSpec
 from .preprocessing import Preprocessing
 
 FORMAT_VERSION = 1
-OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad")
-SCHEDULES = ("constant", "onecycle", "cosine")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adagrad")
+SCHEDULES = ("constant", "onecycle", "cosine", "linear", "step")
 
 
 @dataclass
@@ -34,6 +35,18 @@ class TrainConfig:
     split an image-folder dataset (percent of each category, chosen by file-name hash);
     `distortions` and `fine_tune` are `visionflow retrain`'s modes (random crop, flip and
     brightness per image and epoch; training the pretrained backbone too).
+
+    `augment` holds the input pipeline's distortions and the evaluation-time choices tied to
+    them (central crop, standardization, test-time augmentation): see `augment.Augment`.
+    Schedules: "linear" rises linearly from `lr_start_factor`·lr to lr over `warmup`, then falls
+    linearly to `lr_end_factor`·lr (airbench's triangle); "step" divides lr by 10 at 50% and
+    again at 75% of the run (He et al.'s CIFAR schedule), after any warmup.  `ema_decay` keeps
+    an exponential moving average of the weights (TF's ExponentialMovingAverage with
+    num_updates = global step, so the decay is min(ema_decay, (1 + step) / (10 + step))) that
+    evaluation, checkpoints' weights and export use.  `lookahead_every` > 0 enables airbench's
+    lookahead from epoch `lookahead_start_epoch` on: every that many steps the weights move to
+    an average whose decay rises as lookahead_decay**every · progress³, and are reset to it at
+    each epoch end.
     """
 
     model: str = "cnn"
@@ -53,6 +66,13 @@ class TrainConfig:
     warmup: float = 0.15
     label_smoothing: float = 0.0
     augment_shift: int = 0
+    augment: Augment = field(default_factory=Augment)
+    lr_start_factor: float = 0.0
+    lr_end_factor: float = 0.0
+    ema_decay: Optional[float] = None
+    lookahead_every: int = 0
+    lookahead_decay: float = 0.95
+    lookahead_start_epoch: int = 3
     distortions: bool = False
     fine_tune: bool = False
     dropout: Optional[float] = None
@@ -84,6 +104,14 @@ class TrainConfig:
              and min(self.validation_percentage or 0, self.testing_percentage or 0) >= 0,
              "--validation-percentage and --testing-percentage must be 0 or more and leave some images to train on"),
         ]
+        checks += [
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "--ema-decay must be in (0, 1)"),
+            (self.lookahead_every >= 0, "--lookahead-every must be 0 or more"),
+            (0 < self.lookahead_decay < 1, "--lookahead-decay must be in (0, 1)"),
+            (self.lr_start_factor >= 0 and self.lr_end_factor >= 0, "--lr-start-factor and --lr-end-factor must be 0 or more"),
+            (not (self.ema_decay and self.lookahead_every), "--ema-decay and --lookahead-every cannot be combined"),
+        ]
+        checks += [(False, message) for message in self.augment.problems()]
         for ok, message in checks:
             if not ok:
                 raise InputError(message)

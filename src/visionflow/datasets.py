@@ -4,7 +4,9 @@ Every dataset comes out as a `Dataset`: train / validation / test `Split`s of im
 (N, H, W, C) uint8 and labels shaped (N,) int64, plus class names.  The IDX datasets (MNIST,
 Fashion-MNIST) are read from `--data-dir`, from a known local copy, or from the cache, and are
 downloaded into the cache from their canonical mirrors when missing.  `digits` is the embedded
-default: scikit-learn's real 8x8 handwritten digits, which need no network at all.
+default: scikit-learn's real 8x8 handwritten digits, which need no network at all.  CIFAR-10/100
+(any of their official forms or TFRecord shards) are read by cifar.py, any image TFRecord shards
+(`tfrecord`) by shards.py, and a folder of same-sized images (`image-folder`) by imagefolder.py.
 """
 
 from __future__ import annotations
@@ -117,10 +119,15 @@ IDX_DATASETS: dict[str, IdxDatasetSpec] = {
     ),
 }
 
-DATASET_NAMES = ("digits", *IDX_DATASETS)
-#: A folder of images, one sub-folder per category (see imagefolder.py); trained by `visionflow retrain`.
+#: A folder of images, one sub-folder per category (see imagefolder.py); `train` reads same-sized
+#: images at their own size, `visionflow retrain` at its backbone's input size.
 IMAGE_FOLDER = "image-folder"
-DEFAULT_VALIDATION = {"mnist": 5000, "fashion-mnist": 5000}
+#: Image TFRecord shards given by --data-dir (a directory, glob or file; see shards.py).
+TFRECORD = "tfrecord"
+CIFAR_NAMES = ("cifar10", "cifar100")
+DATASET_NAMES = ("digits", *IDX_DATASETS, *CIFAR_NAMES, TFRECORD, IMAGE_FOLDER)
+#: Held out of train when --validation-size is not given (CIFAR: as the cifar10_estimator tutorial, 45k/5k).
+DEFAULT_VALIDATION = {"mnist": 5000, "fashion-mnist": 5000, "cifar10": 5000, "cifar100": 5000}
 
 
 def default_cache_dir() -> Path:
@@ -139,13 +146,27 @@ def load_dataset(
     """Load a named dataset and split it into train / validation / test.
 
     `validation_size` examples are held out of the end of the training set (5,000 for the
-    MNIST family, 10% for `digits` when None), as the tutorials' `read_data_sets` does.
+    MNIST and CIFAR families, 10% for `digits` when None), as the tutorials' `read_data_sets`
+    does; TFRecord shards with a validation split, and image folders (split by file-name hash),
+    bring their own.
     """
     if name == "digits":
         return _load_digits(validation_size)
+    if name in CIFAR_NAMES:
+        from .cifar import load_cifar
+
+        return load_cifar(name, data_dir, DEFAULT_VALIDATION[name] if validation_size is None else validation_size,
+                          cache_dir, mirrors, download)
+    if name == TFRECORD:
+        from .shards import load_tfrecord_dataset
+
+        if data_dir is None:
+            raise InputError("the tfrecord dataset needs its shards: --data-dir DIR, GLOB or FILE")
+        return load_tfrecord_dataset(data_dir, validation_size)
     if name == IMAGE_FOLDER:
-        raise InputError(f"{data_dir or IMAGE_FOLDER}: an image folder is read at its model's input size: "
-                         "train it with `visionflow retrain`, evaluate it with `visionflow evaluate`")
+        from .imagefolder import load_image_folder_as_is
+
+        return load_image_folder_as_is(data_dir)
     if name not in IDX_DATASETS:
         raise InputError(f"unknown dataset {name!r} (choose one of: {', '.join(DATASET_NAMES)})")
     spec = IDX_DATASETS[name]
@@ -162,7 +183,7 @@ def load_dataset(
     test = _make_split(arrays, paths, "test", spec)
     if validation_size is None:
         validation_size = DEFAULT_VALIDATION.get(name, 0)
-    train, validation = _hold_out(train, validation_size, name)
+    train, validation = hold_out(train, validation_size, name)
     return Dataset(name, train, validation, test, spec.class_names)
 
 
@@ -243,7 +264,8 @@ def _make_split(arrays: dict[str, np.ndarray], paths: dict[str, Path], part: str
     return Split(images[..., None], labels)
 
 
-def _hold_out(train: Split, size: int, name: str) -> tuple[Split, Split]:
+def hold_out(train: Split, size: int, name: str) -> tuple[Split, Split]:
+    """(train without its last `size` examples, those examples as the validation split)."""
     if not 0 <= size < len(train):
         raise InputError(f"{name}: validation size {size} must be between 0 and {len(train) - 1}")
     cut = len(train) - size
@@ -264,7 +286,7 @@ def _load_digits(validation_size: int | None) -> Dataset:
     train = Split(images[n_test:], labels[n_test:])
     if validation_size is None:
         validation_size = len(train) // 8
-    train, validation = _hold_out(train, validation_size, "digits")
+    train, validation = hold_out(train, validation_size, "digits")
     return Dataset("digits", train, validation, test, tuple(str(i) for i in range(10)))
 
 
@@ -306,21 +328,38 @@ def verify_idx_download(data: bytes, f: IdxFile) -> bool:
 def download_verified(f: IdxFile, mirrors: Sequence[str], target: Path,
                       fetch: Callable[[str], bytes] | None = None) -> None:
     """Fetch `f` from the first mirror that serves a verified copy; write it atomically."""
+
+    def problem(data: bytes, url: str) -> str | None:
+        if not verify_idx_download(data, f):
+            return f"checksum mismatch (expected md5 {f.gz_md5} of the .gz or {f.content_md5} of its content)"
+        parse_idx(gzip.decompress(data), url)
+        return None
+
+    download_checked(f.name + ".gz", mirrors, target, problem, fetch)
+
+
+def download_checked(file_name: str, mirrors: Sequence[str], target: Path,
+                     problem: Callable[[bytes, str], str | None], fetch: Callable[[str], bytes] | None = None) -> None:
+    """Fetch `file_name` from the first mirror whose copy `problem(data, url)` accepts (returns None).
+
+    The accepted copy is written to `target` atomically; when no mirror serves one, the
+    InputError lists each mirror's problem (unreachable, checksum mismatch, ...).
+    """
     fetch = fetch or _fetch_url
     problems = []
     for mirror in mirrors:
-        url = mirror.rstrip("/") + "/" + f.name + ".gz"
+        url = mirror.rstrip("/") + "/" + file_name
         try:
             data = fetch(url)
         except (urllib.error.URLError, OSError, ValueError) as e:
             problems.append(f"{url}: {getattr(e, 'reason', e)}")
             continue
-        if verify_idx_download(data, f):
-            parse_idx(gzip.decompress(data), url)
+        reason = problem(data, url)
+        if reason is None:
             atomic_write_bytes(target, data)
             return
-        problems.append(f"{url}: checksum mismatch (expected md5 {f.gz_md5} of the .gz or {f.content_md5} of its content)")
-    raise InputError(f"could not download {f.name}.gz: {'; '.join(problems)}; "
+        problems.append(f"{url}: {reason}")
+    raise InputError(f"could not download {file_name}: {'; '.join(problems)}; "
                      f"put the file in {target.parent} or pass --data-dir DIR")
 
 

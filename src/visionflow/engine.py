@@ -5,6 +5,18 @@
 device: losses land in a small device buffer that is read (one sync) only when a line is
 logged or a checkpoint is due, which is also when a non-finite loss is detected and the
 exact step it first appeared is reported.
+
+A model may declare, and the trainer then honours:
+  `optimizer_groups()`   parameter groups, each a dict with "params" and optional
+                         "weight_decay_scale" and "lr_scale" (multipliers of the config's weight
+                         decay and of the scheduled learning rate), e.g. decay on dense layers only;
+  `init_from_data(x)`    a data-dependent initialisation from normalised training inputs
+                         (B, C, H, W), called once before step 0 — never on resume, where the
+                         weights come from the checkpoint;
+  `set_epoch(epoch)`     called before every (0-based) epoch, also when resuming inside one, for
+                         schedules that change the model itself (e.g. freezing a layer).
+Weight averaging (`averaging.py`: the tutorial's moving average, airbench's lookahead) is
+updated after every optimizer step and saved in checkpoints; evaluation uses `eval_model`.
 """
 
 from __future__ import annotations
@@ -20,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import tta_logits
+from .averaging import Lookahead, MovingAverage, WeightAverage
 from .checkpoint import load_checkpoint, restore_optimizer, rng_states, save_checkpoint
 from .config import RunConfig, TrainConfig
 from .errors import DivergedError, InputError
@@ -75,13 +89,38 @@ def autocast_for(device: torch.device, precision: str) -> Callable[[], contextli
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Parameter groups with their weight decay and learning-rate multiplier ("lr_scale").
+
+    Without an `optimizer_groups()` method every parameter is decayed by `weight_decay`.  With
+    one, its groups must cover every trainable parameter exactly once (frozen ones may be left out).
+    """
+    declare = getattr(model, "optimizer_groups", None)
+    if declare is None:
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay, "lr_scale": 1.0}]
+    groups, seen = [], set()
+    for group in declare():
+        params = list(group["params"])
+        if any(id(p) in seen for p in params):
+            raise ValueError(f"{type(model).__name__}.optimizer_groups() lists a parameter twice")
+        seen.update(id(p) for p in params)
+        groups.append({"params": params, "weight_decay": weight_decay * group.get("weight_decay_scale", 1.0),
+                       "lr_scale": float(group.get("lr_scale", 1.0))})
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    if missing:
+        raise ValueError(f"{type(model).__name__}.optimizer_groups() leaves out {', '.join(missing[:3])}")
+    return [g for g in groups if g["params"]]
+
+
 def make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer `config` names over `params` (tensors, or groups from `optimizer_groups`)."""
     fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
     wd = config.weight_decay
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=wd)
-    if config.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd)
+    if config.optimizer in ("momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd,
+                               nesterov=config.optimizer == "nesterov")
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=wd, **fused)
     return torch.optim.Adagrad(params, lr=config.lr, weight_decay=wd)
@@ -93,8 +132,15 @@ def lr_at(config: TrainConfig, step: int, total: int) -> float:
         return config.lr
     progress = min(step / total, 1.0)
     warm = config.warmup
+    if config.schedule == "linear":
+        start, end = config.lr_start_factor, config.lr_end_factor
+        if progress < warm:
+            return config.lr * (start + (1.0 - start) * progress / warm)
+        return config.lr * (1.0 + (end - 1.0) * (progress - warm) / (1.0 - warm))
     if progress < warm:
         return config.lr * progress / warm
+    if config.schedule == "step":
+        return config.lr * (0.01 if progress >= 0.75 else 0.1 if progress >= 0.5 else 1.0)
     if config.schedule == "onecycle":
         rest = (progress - warm) / (1.0 - warm)
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * rest))
@@ -138,18 +184,50 @@ class Trainer:
         self.validation_batches = validation_batches
         self.callbacks = list(callbacks)
         self.progress_stream = progress_stream
-        self.optimizer = make_optimizer(self.config, self.model.parameters(), device)
+        self.optimizer = make_optimizer(self.config, optimizer_groups(self.model, self.config.weight_decay), device)
         self.autocast = autocast_for(device, self.config.precision)
         self.global_step = 0
-        self._restore()
-        self._step_fn = self._make_step()
-
-    def _restore(self) -> None:
         ckpt = load_checkpoint(self.model_dir.checkpoints)
         if ckpt is None:
+            self._init_from_data()
+        self.average = self._make_average()
+        if ckpt is not None:
+            self._restore(ckpt)
+        self._step_fn = self._make_step()
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights to evaluate, checkpoint and export: the moving average when there is one."""
+        return self.average.eval_module(self.model) if self.average is not None else self.model
+
+    def _init_from_data(self, count: int = 5000) -> None:
+        """Call the model's `init_from_data` with up to `count` normalised training images (first ones)."""
+        hook = getattr(self.model, "init_from_data", None)
+        if hook is None or not self.train_batches.num_examples:
             return
+        with torch.no_grad():
+            hook(self.train_batches.inputs(count))
+
+    def _make_average(self) -> WeightAverage | None:
+        cfg = self.config
+        if cfg.ema_decay:
+            return MovingAverage(self.model, cfg.ema_decay)
+        if cfg.lookahead_every:
+            # The run's length (for the decay's warm-up) is set by `fit`.
+            return Lookahead(self.model, cfg.lookahead_every, cfg.lookahead_decay, cfg.lookahead_start_epoch,
+                             self.train_batches.steps_per_epoch, self.train_batches.steps_per_epoch)
+        return None
+
+    def _restore(self, ckpt) -> None:
+        weights = ckpt.weights
+        if self.average is not None:
+            try:
+                weights = self.average.load_state(self.model, ckpt.weights, ckpt.state_tensors)
+            except RuntimeError as e:
+                first = str(e).strip().splitlines()[0]
+                raise InputError(f"{self.model_dir.checkpoints}: checkpoint {ckpt.step} does not fit this model ({first})") from None
         try:
-            self.model.load_state_dict(ckpt.weights)
+            self.model.load_state_dict(weights)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0]
             raise InputError(f"{self.model_dir.checkpoints}: checkpoint {ckpt.step} does not fit this model ({first})") from None
@@ -173,8 +251,9 @@ class Trainer:
         return step
 
     def _checkpoint(self) -> None:
-        save_checkpoint(self.model_dir.checkpoints, self.global_step, self.model, self.optimizer,
-                        capture_rng(self.device), self.config.keep_checkpoints)
+        extra = self.average.state_tensors(self.model) if self.average is not None else {}
+        save_checkpoint(self.model_dir.checkpoints, self.global_step, self.eval_model, self.optimizer,
+                        capture_rng(self.device), self.config.keep_checkpoints, extra)
         for cb in self.callbacks:
             getattr(cb, "on_checkpoint", lambda s: None)(self.global_step)
 
@@ -182,6 +261,8 @@ class Trainer:
         """Train until global step `max_steps` (a no-op when the directory is already there)."""
         cfg, batches = self.config, self.train_batches
         start_step = self.global_step
+        if isinstance(self.average, Lookahead):
+            self.average.total_steps = max(max_steps, 1)
         if start_step >= max_steps:
             return TrainResult(start_step, 0, 0.0, 0.0)
         per_epoch = batches.steps_per_epoch
@@ -195,15 +276,21 @@ class Trainer:
         try:
             while self.global_step < max_steps:
                 epoch, offset = divmod(self.global_step, per_epoch)
+                set_epoch = getattr(self.model, "set_epoch", None)
+                if set_epoch is not None:
+                    set_epoch(epoch)
                 for x, y in batches.epoch(epoch, offset):
                     if self.global_step == 0:
                         summaries.input_grid(0, batches.images[: min(32, batches.num_examples)])
                         summaries.graph(self.model, x)
                     lr = lr_at(cfg, self.global_step, max_steps)
                     for group in self.optimizer.param_groups:
-                        group["lr"] = lr
+                        group["lr"] = lr * group.get("lr_scale", 1.0)
                     loss, correct = self._step_fn(x, y)
                     self.global_step += 1
+                    if self.average is not None:
+                        self.average.after_step(self.model, self.global_step,
+                                                self.global_step % per_epoch == 0 or self.global_step == max_steps)
                     window.add(loss, correct, len(y))
                     progress.advance(1)
                     due_log = self.global_step % cfg.log_every == 0 or self.global_step == max_steps
@@ -248,7 +335,7 @@ class Trainer:
         result = None
         every = max(1, -(-self.config.log_every // self.train_batches.steps_per_epoch))
         if (epoch + 1) % every == 0 and self.validation_batches is not None and self.validation_batches.num_examples:
-            result = evaluate(self.model, self.validation_batches, self.run.class_names, self.device,
+            result = evaluate(self.eval_model, self.validation_batches, self.run.class_names, self.device,
                               self.config.precision, self.global_step, "validation")
             self.model.train()
             write_eval_summary(self.model_dir.eval_dir("validation"), result)
@@ -307,16 +394,21 @@ class _LossWindow:
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: TensorBatches, class_names: Sequence[str], device: torch.device,
              precision: str = "auto", global_step: int = 0, split: str = "test") -> EvalResult:
-    """Loss, accuracy and confusion matrix of `model` over every example of `batches`."""
+    """Loss, accuracy and confusion matrix of `model` over every example of `batches`.
+
+    Inputs are prepared by the batches' preprocessing (central crop, standardization) and the
+    logits averaged over its test-time augmentation views (`Preprocessing.tta`), if any.
+    """
     model.eval()
     k = len(class_names)
     confusion = torch.zeros(k * k, dtype=torch.long, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     autocast = autocast_for(device, precision)
+    tta = getattr(batches.preprocessing, "tta", 0)
     predictions = []
     for x, y in batches.epoch(0):
         with autocast():
-            logits = model(x)
+            logits = tta_logits(model, x, tta)
         predicted = logits.argmax(1)
         predictions.append(predicted)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
@@ -331,13 +423,14 @@ def evaluate(model: nn.Module, batches: TensorBatches, class_names: Sequence[str
 
 @torch.no_grad()
 def predict_probabilities(model: nn.Module, x: torch.Tensor, precision: str = "auto",
-                          batch_size: int = 1024) -> torch.Tensor:
-    """Softmax probabilities (N, classes) for normalised inputs (N, C, H, W)."""
+                          batch_size: int = 1024, tta: int = 0) -> torch.Tensor:
+    """Softmax probabilities (N, classes) for normalised inputs (N, C, H, W), averaging the
+    logits over `tta`'s test-time views (see `augment.tta_logits`)."""
     model.eval()
     device = next(model.parameters()).device
     autocast = autocast_for(device, precision)
     out = []
     for i in range(0, len(x), batch_size):
         with autocast():
-            out.append(torch.softmax(model(x[i : i + batch_size].to(device)).float(), dim=1))
+            out.append(torch.softmax(tta_logits(model, x[i : i + batch_size].to(device), tta).float(), dim=1))
     return torch.cat(out) if out else torch.zeros(0)

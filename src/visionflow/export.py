@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .augment import center_crop, tta_logits
 from .config import RunConfig
 from .errors import InputError
 from .evaluation import load_model
@@ -36,13 +37,15 @@ ONNX_OPSET = 18
 class ServingGraph(nn.Module):
     """What an exported version computes, end to end.
 
-    (N, H, W, C) uint8 pixels → normalised (N, C, H, W) float32 → the model → probabilities
-    (N, K) float32 and classes (N,) int64.  Exporting this module rather than the bare network
-    puts the normalisation inside the ONNX graph, so no client can feed the model differently
-    from how it was trained.
+    (N, H, W, C) uint8 pixels → central crop (if the model was trained on crops) → normalised
+    (N, C, h, w) float32 (per-channel or per-image standardization) → the model, its logits
+    averaged over the test-time augmentation views (if any) → probabilities (N, K) float32 and
+    classes (N,) int64.  Exporting this module rather than the bare network puts all of the
+    preprocessing inside the ONNX graph, so no client can feed the model differently from how it
+    was trained and evaluated.
 
-    The normalisation is `Preprocessing.normalize`'s arithmetic with its per-channel scale and
-    shift held as buffers of this module: module state is what torch.export captures as graph
+    The normalisation is `Preprocessing.normalize` itself, given its per-channel scale and
+    shift as buffers of this module: module state is what torch.export captures as graph
     constants, whereas tensors made inside `normalize` would be traced as fake tensors (and
     `normalize`'s per-device cache would keep them).  Tests check both give equal results.
     """
@@ -58,11 +61,14 @@ class ServingGraph(nn.Module):
         self.register_buffer("shift", torch.tensor(shift, device=device).view(1, -1, 1, 1), persistent=False)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float()
-        return torch.addcmul(-self.shift, x, self.scale).contiguous(memory_format=torch.channels_last)
+        pre = self.preprocessing
+        if pre.center_crop:
+            images = center_crop(images, *pre.center_crop)
+        return pre.standardize_floats(images.permute(0, 3, 1, 2).float(), self.scale, self.shift)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probabilities = torch.softmax(self.model(self.normalize(images)).float(), dim=1)
+        logits = tta_logits(self.model, self.normalize(images), self.preprocessing.tta)
+        probabilities = torch.softmax(logits.float(), dim=1)
         return probabilities, probabilities.argmax(dim=1)
 
 

@@ -180,13 +180,52 @@ def load_image_folder(root: str | os.PathLike | None, pre: Preprocessing, valida
     """
     if root is None:
         raise InputError("an image-folder dataset needs its directory (--data-dir DIR)")
-    folder = scan_image_folder(root, validation_percentage, testing_percentage)
+    return _decode_folder(scan_image_folder(root, validation_percentage, testing_percentage), pre, on_skip, splits)
+
+
+def _decode_folder(folder: ImageFolder, pre: Preprocessing, on_skip: SkipHandler,
+                   splits: Sequence[str] = SPLITS) -> Dataset:
     loaded = {}
     for name in SPLITS:
         images, kept = read_images(folder.split(name) if name in splits else [], pre, on_skip)
         loaded[name] = Split(images, np.array([f.label for f in kept], dtype=np.int64))
     return Dataset(f"image-folder {folder.root}", loaded["train"], loaded["validation"], loaded["test"],
                    folder.class_names)
+
+
+def load_image_folder_as_is(root: str | os.PathLike | None, validation_percentage: float | None = None,
+                            testing_percentage: float | None = None, on_skip: SkipHandler = warn_skipped) -> Dataset:
+    """The folder as a training `Dataset` at its images' own size (N, H, W, C) uint8, split by `which_set`.
+
+    All images must share one size (`visionflow retrain` resizes photos of any size for its
+    backbone instead); C is 1 when every image is greyscale, else 3.  Only image headers are
+    read to decide that; unreadable files are skipped through `on_skip`.
+    """
+    from PIL import Image
+
+    if root is None:
+        raise InputError("an image-folder dataset needs its directory (--data-dir DIR)")
+    folder = scan_image_folder(root, validation_percentage, testing_percentage)
+    headers: dict[Path, tuple[tuple[int, int], bool]] = {}
+    for f in folder.files:
+        try:
+            with Image.open(f.path) as image:
+                headers[f.path] = (image.size, image.mode in ("1", "L", "LA", "I", "I;16", "F"))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            on_skip(f.path, f"not a readable image ({_reason(e)})")
+    folder = folder.without({f.path for f in folder.files if f.path not in headers})
+    folder.check_enough()
+    first = folder.files[0].path
+    (width, height), _ = headers[first]
+    for f in folder.files:
+        (w, h), _ = headers[f.path]
+        if (w, h) != (width, height):
+            raise InputError(f"{f.path}: {w}×{h} pixels, but {first} is {width}×{height}: training on an image folder "
+                             "reads images at their own size, so all must have one (resize them, or use "
+                             "`visionflow retrain`, which fits any size to its backbone)")
+    channels = 1 if all(grey for _, grey in headers.values()) else 3
+    pre = Preprocessing(channels, height, width, (0.0,) * channels, (1.0,) * channels)
+    return _decode_folder(folder, pre, on_skip)
 
 
 def _reason(error: Exception) -> str:

@@ -104,3 +104,7 @@ def transfer_classifier(num_classes: int, input_shape: tuple[int, int, int], bac
 
     net = get_backbone(backbone).build()
     return TransferClassifier(net, net.num_features, num_classes, dropout)
+
+
+# The CIFAR-10 models register themselves on import (they need `register_model` defined above).
+from . import cifar_cnn, fastnet, resnet  # noqa: E402,F401

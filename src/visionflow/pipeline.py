@@ -6,7 +6,9 @@ MNIST in 47 MB) and shuffles, augments, and normalises there, so there is no per
 host-to-device copy and no per-item Python work.
 
 Data order is a pure function of (seed, epoch): resuming at global step s replays exactly
-the batches an uninterrupted run would have seen, with no loader state to save.
+the batches an uninterrupted run would have seen, with no loader state to save.  So are the
+distortions of `augment.Augment` (random crop, flip, brightness, contrast, cutout), drawn per
+image and epoch and applied to whole batches on the device.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from .augment import Augment, Draws, cutout, draw_epoch, photometric, spatial
 from .datasets import Split
 from .preprocessing import Preprocessing
 
@@ -40,6 +43,7 @@ class TensorBatches:
         seed: int = 0,
         augment_shift: int = 0,
         drop_last: bool = False,
+        augment: Augment | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.images = torch.from_numpy(split.images).to(self.device)
@@ -50,6 +54,7 @@ class TensorBatches:
         self.seed = seed
         self.augment_shift = augment_shift
         self.drop_last = drop_last and len(self.labels) >= batch_size
+        self.augment = augment if augment is not None and augment.distorts else None
 
     @property
     def num_examples(self) -> int:
@@ -60,6 +65,10 @@ class TensorBatches:
         n, b = self.num_examples, self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
+    def inputs(self, count: int) -> torch.Tensor:
+        """The first `count` images as the model sees them at evaluation (no distortion), (B, C, h, w)."""
+        return self.preprocessing.normalize(self.images[:count])
+
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield the batches of `epoch`, beginning with batch number `start`."""
         n, b = self.num_examples, self.batch_size
@@ -69,12 +78,37 @@ class TensorBatches:
         if self.augment_shift:
             span = 2 * self.augment_shift + 1
             shifts = torch.randint(0, span, (n, 2), generator=epoch_generator(self.seed, epoch, 1)).to(self.device)
+        draws = None
+        if self.augment is not None:
+            _, h, w, _ = self.images.shape
+            draws = draw_epoch(self.augment, n, h, w, self.seed, epoch, self.device)
         for i in range(start, self.steps_per_epoch):
             index = order[i * b : (i + 1) * b] if order is not None else slice(i * b, (i + 1) * b)
             images = self.images[index]
             if shifts is not None:
                 images = shift_images(images, shifts[i * b : i * b + len(images)], self.augment_shift)
-            yield self.preprocessing.normalize(images), self.labels[index]
+            if draws is not None:
+                rows = index if order is not None else torch.arange(i * b, i * b + len(images), device=self.device)
+                yield self.distort(images, draws.take(rows)), self.labels[index]
+            else:
+                yield self.preprocessing.normalize(images), self.labels[index]
+
+    def distort(self, images: torch.Tensor, draws: Draws) -> torch.Tensor:
+        """(B, H, W, C) uint8 → distorted, standardized model input (B, C, h, w) float32, channels-last.
+
+        Crop, translation and flip are one gather on the uint8 pixels (4x less memory traffic
+        than on floats); brightness and contrast run on 0–255 floats; standardization is the
+        model's own (`Preprocessing`), and cutout zeroes a square of the standardized image.
+        """
+        augment = self.augment
+        assert augment is not None
+        if draws.top is not None or draws.flip is not None:
+            images = spatial(images, augment, draws)
+        x = photometric(images.permute(0, 3, 1, 2).float(), draws)
+        x = self.preprocessing.standardize_floats(x)
+        if draws.cut_top is not None:
+            x = cutout(x, draws.cut_top, draws.cut_left, augment.cutout).contiguous(memory_format=torch.channels_last)
+        return x
 
 
 def shift_images(images: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Tensor:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 import torch
 
+from .augment import center_crop, per_image_standardization
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -23,11 +25,18 @@ if TYPE_CHECKING:
 class Preprocessing:
     """How raw images become model input.
 
-    `mean` and `std` are per channel in pixel units scaled to 0–1; `resize` names the PIL
+    `height`×`width`×`channels` is the size of the raw images (what `predict` and a served model
+    take).  `mean` and `std` are per channel in pixel units scaled to 0–1; `resize` names the PIL
     filter used when an image of another size is given to `predict`.  `crop` is the fraction
     of the resized image a central crop keeps (ImageNet-style evaluation, e.g. 0.875: resize
     the shorter side to 256, keep the central 224×224); None stretches the whole image to
     height×width, which is what models trained on fixed-size arrays expect.
+
+    `center_crop` (H, W) is the central window of the raw image the model sees, for models
+    trained on random crops (the CIFAR-10 tutorial's 24×24 of 32×32).  `standardize` is
+    "channel" (the fixed per-channel mean/std) or "per_image" (TF's `per_image_standardization`
+    of each image).  `tta` is the test-time augmentation level (see `augment.tta_logits`) used
+    by evaluation, prediction and export.  All three travel with the model to serving.
     """
 
     channels: int
@@ -37,22 +46,40 @@ class Preprocessing:
     std: tuple[float, ...]
     resize: str = "bilinear"
     crop: Optional[float] = None
+    center_crop: Optional[tuple[int, int]] = None
+    standardize: str = "channel"
+    tta: int = 0
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one model input."""
+        """(C, H, W) of one model input (the central crop when there is one)."""
+        if self.center_crop:
+            return (self.channels, self.center_crop[0], self.center_crop[1])
         return (self.channels, self.height, self.width)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, C) uint8 on any device → (N, C, H, W) float32 in channels-last memory.
+        """(N, H, W, C) uint8 on any device → (N, C, h, w) float32 model input in channels-last memory.
 
-        A permuted NHWC tensor *is* a channels-last NCHW tensor, so this costs one fused
-        multiply-add and no copy of the layout.
+        The central crop (when set) is a view, and a permuted NHWC tensor *is* a channels-last
+        NCHW tensor, so with per-channel standardization this costs one fused multiply-add.
         """
-        x = images.permute(0, 3, 1, 2).float()
-        # While torch.export / torch.compile trace, tensors made here are fake: never cache those.
-        affine = _make_affine if torch.compiler.is_compiling() else _affine
-        scale, shift = affine(self.mean, self.std, x.device)
+        if self.center_crop:
+            images = center_crop(images, *self.center_crop)
+        return self.standardize_floats(images.permute(0, 3, 1, 2).float())
+
+    def standardize_floats(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None,
+                           shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(N, C, H, W) float32 pixels in 0–255 units → standardized model input, channels-last.
+
+        `scale` and `shift` are the per-channel constants as (1, C, 1, 1) tensors when the caller
+        holds them (the export graph keeps them as buffers); by default they are made once per device.
+        """
+        if self.standardize == "per_image":
+            return per_image_standardization(x).contiguous(memory_format=torch.channels_last)
+        if scale is None or shift is None:
+            # While torch.export / torch.compile trace, tensors made here are fake: never cache those.
+            affine = _make_affine if torch.compiler.is_compiling() else _affine
+            scale, shift = affine(self.mean, self.std, x.device)
         return torch.addcmul(-shift, x, scale).contiguous(memory_format=torch.channels_last)
 
     def fit_image(self, image: "Image.Image") -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import InputError
-from .tfrecord import read_examples
+from .tfexample import read_examples
 
 
 def export_image_folder(tfrecords: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
