@@ -15,7 +15,7 @@ import logging
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from ..errors import InputError
 from ..exportdir import check_label, check_version, parse_version
@@ -56,8 +56,22 @@ def serve(options: ServeOptions) -> int:
                             server_header=False)
     server = uvicorn.Server(config)
     port = sock.getsockname()[1]
-    asyncio.run(_run(server, sock, lambda: print(banner(options, port, app.state.serving), flush=True)))
+    run_on_fast_loop(_run(server, sock, lambda: print(banner(options, port, app.state.serving), flush=True)))
     return 0
+
+
+def run_on_fast_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop's event loop when installed (C transports: far fewer CPU µs per request).
+
+    uvicorn picks uvloop only inside `uvicorn.run`; `serve` starts the server on its own loop
+    (to bind first and print the banner), so it makes the same choice here.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 async def _run(server: "uvicorn.Server", sock: socket.socket, on_ready: Callable[[], None]) -> None:
