@@ -22,6 +22,7 @@ from ..exportdir import check_label, check_version, parse_version
 from ..preprocessing import Preprocessing
 from .app import ServeOptions, Serving, build_app
 from .runtime import RuntimeOptions
+from .transport import http_protocol
 from .versions import VersionPolicy
 
 if TYPE_CHECKING:
@@ -52,11 +53,11 @@ def serve(options: ServeOptions) -> int:
                         format="%(asctime)s visionflow serve %(levelname)s: %(message)s")
     sock = bind(options.host, options.port)
     app = build_app(options)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                            server_header=False)
+    config = uvicorn.Config(app, http=http_protocol(), log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5, server_header=False, proxy_headers=False)
     server = uvicorn.Server(config)
     port = sock.getsockname()[1]
-    run_on_fast_loop(_run(server, sock, lambda: print(banner(options, port, app.state.serving), flush=True)))
+    run_on_fast_loop(_run(server, sock, lambda: print(banner(options, port, app.serving), flush=True)))
     return 0
 
 
