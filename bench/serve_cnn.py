@@ -1,10 +1,11 @@
 """Benchmark: `visionflow serve` on a 28×28 `cnn` export — HTTP requests/s and latency vs in-process onnxruntime.
 
 One run, one machine, the same single-image inputs for both contenders:
-  server      a real `visionflow serve` process; clients are threads in this process, each with
-              its own keep-alive HTTP/1.1 connection (`KeepAliveClient`), sending TF Serving
-              `:predict` requests of one 28×28 image as JSON pixel rows, pre-encoded so that the
-              client's own work stays small: on a 2-core machine it shares the CPU with the server
+  server      a real `visionflow serve` process, sent TF Serving `:predict` requests of one 28×28
+              image as JSON pixel rows over keep-alive HTTP/1.1 connections, one per client, by
+              `wrk` (C, event-driven: ~35 µs of CPU per request, which on a 2-core machine it
+              takes from the server) when installed, else by threads of this process with
+              pre-built requests (`KeepAliveClient`, ~70 µs per request)
   in-process  the same model.onnx in an onnxruntime session in this process, called with the
               same one-image batches by the same number of threads: the ceiling the server
               would reach with free HTTP, JSON and batching
@@ -15,6 +16,7 @@ server's saturation rate (requests sent on a fixed schedule whatever the replies
 counted from the scheduled send time, so queueing is not hidden): p50/p99 there.
 
     python bench/serve_cnn.py                      # MNIST from ../shared/data/mnist when present
+    python bench/serve_cnn.py --client python      # no wrk (apt-get install wrk)
     python bench/serve_cnn.py --json results.json
 """
 
@@ -26,6 +28,8 @@ import io
 import json
 import os
 import platform
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,7 +47,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from visionflow.export import export_model  # noqa: E402
 from visionflow.training import default_config, train  # noqa: E402
 
-CONCURRENCY = (1, 2, 4, 8, 16, 32)
+CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
@@ -208,6 +212,44 @@ def http_caller(host: str, port: int, bodies: list[bytes]):
     return factory
 
 
+WRK_SCRIPT = """
+local requests, i = {}, 0
+init = function(args)
+  for k, body in ipairs(bodies) do
+    requests[k] = wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
+  end
+end
+request = function()
+  i = i % #requests + 1
+  return requests[i]
+end
+"""
+
+
+def wrk_closed_loop(host: str, port: int, bodies: list[bytes], clients: int, seconds: float, pid: int,
+                    workdir: Path) -> dict:
+    """`clients` keep-alive connections driven by wrk (one thread): rate, p50/p99, server CPU per request."""
+    script = workdir / "predict.lua"
+    lua_bodies = ", ".join(json.dumps(body.decode()) for body in bodies)
+    script.write_text(f'path = "/v1/models/cnn:predict"\nbodies = {{{lua_bodies}}}\n{WRK_SCRIPT}')
+    cpu0 = process_cpu_seconds(pid)
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--latency", "-s", str(script),
+                          f"http://{host}:{port}/"], capture_output=True, text=True, check=True).stdout
+    cpu = process_cpu_seconds(pid) - cpu0
+    requests = int(re.search(r"(\d+) requests in", out)[1])
+    elapsed = _wrk_seconds(re.search(r"requests in ([\d.]+\w+),", out)[1])
+    failures = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    failures += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    latency = {q: _wrk_seconds(v) * 1e3 for q, v in re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M)}
+    return {"requests_per_sec": requests / elapsed, "p50_ms": latency["50"], "p99_ms": latency["99"],
+            "requests": requests, "failures": failures, "cpu_us_per_request": cpu / max(1, requests) * 1e6}
+
+
+def _wrk_seconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
 def batch_stats(host: str, port: int) -> tuple[float, float]:
     """(runtime calls, images) so far, from the server's Prometheus metrics."""
     client = KeepAliveClient(host, port)
@@ -257,9 +299,14 @@ def main() -> None:
     parser.add_argument("--batch-timeout-micros", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2,
                         help="measure each point this many times, alternating contenders; keep the best")
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                        help="closed-loop load generator (auto: wrk when installed)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     import onnxruntime as ort
+
+    if args.client == "auto":
+        args.client = "wrk" if shutil.which("wrk") else "python"
 
     results: dict = {"machine": machine(), "python": platform.python_version(), "load_average": os.getloadavg(),
                      "versions": {p: package_version(p) for p in ("torch", "onnxruntime", "uvicorn", "starlette",
@@ -289,7 +336,10 @@ def main() -> None:
                 server = local = None
                 for _ in range(args.rounds):  # alternate, keep each contender's best: the machine may be shared
                     calls, served = batch_stats(host, port)
-                    run = closed_loop(http_caller(host, port, bodies), clients, args.seconds, cpu_of=proc.pid)
+                    if args.client == "wrk":
+                        run = wrk_closed_loop(host, port, bodies, clients, args.seconds, proc.pid, Path(tmp))
+                    else:
+                        run = closed_loop(http_caller(host, port, bodies), clients, args.seconds, cpu_of=proc.pid)
                     calls_after, served_after = batch_stats(host, port)
                     run["mean_batch"] = (served_after - served) / max(1.0, calls_after - calls)
                     server = max(server or run, run, key=lambda r: r["requests_per_sec"])
@@ -317,7 +367,7 @@ def main() -> None:
           f"on one runtime thread ({batched:,.0f} images/s)")
     print(f"half load ({saturation / 2:,.0f} req/s offered, {half['requests_per_sec']:,.0f} done): "
           f"p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms; failed requests: {results['failures']}")
-    print(f"{results['machine']}; python {results['python']}; "
+    print(f"load generator: {args.client}; {results['machine']}; python {results['python']}; "
           + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

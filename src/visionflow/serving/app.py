@@ -64,6 +64,7 @@ class ServeOptions:
         checks = [(self.poll_seconds > 0, "--poll-seconds must be positive"),
                   (self.runtime.max_batch_size >= 1, "--max-batch-size must be at least 1"),
                   (self.runtime.batch_timeout_s >= 0, "--batch-timeout-micros must be 0 or more"),
+                  (self.runtime.batch_threads >= 0, "--num-batch-threads must be 0 (auto) or more"),
                   (self.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024"),
                   (0 <= self.port <= 65535, "--port must be 0 to 65535")]
         for ok, message in checks:

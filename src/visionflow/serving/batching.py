@@ -1,11 +1,13 @@
 """Dynamic batching: concurrent requests merged into one runtime call.
 
-Handlers (on the event loop) `submit` their (n, H, W, C) images and await a future; one
-worker thread per served version takes the first waiting request, adds every request that is
-already queued, and runs them as one batch of at most `max_batch_size` images.  The runtime
-releases the GIL, so while a batch runs the event loop parses the next requests, which queue
-up and form the next batch: under load batches grow by themselves, and one lone request
-never waits for company.
+Handlers (on the event loop) `submit` their (n, H, W, C) images and await a future; each of
+a served version's worker threads (TF Serving's `num_batch_threads`) takes the first waiting
+request, adds every request that is already queued, and runs them as one batch of at most
+`max_batch_size` images.  The runtime releases the GIL, so while batches run the event loop
+parses the next requests, which queue up and form the next batches: under load batches grow
+by themselves, and one lone request never waits for company.  With one runtime thread per
+call, one worker can keep only one core busy with the model; more workers let the model use
+every core the HTTP handling leaves free.
 
 `timeout_s` (TF Serving's batch_timeout_micros) bounds how long a part-filled batch may wait
 for requests that are still being received (`Arrivals`); it never delays a batch when
@@ -60,17 +62,19 @@ class DynamicBatcher:
     """
 
     def __init__(self, run: Callable[[np.ndarray], Outputs], max_batch_size: int, timeout_s: float,
-                 arrivals: Arrivals, name: str, on_batch: Callable[[int, float], None] | None = None) -> None:
+                 arrivals: Arrivals, name: str, on_batch: Callable[[int, float], None] | None = None,
+                 workers: int = 1) -> None:
         self._run = run
         self._max = max(1, max_batch_size)
         self._timeout = max(0.0, timeout_s)
         self._arrivals = arrivals
         self._on_batch = on_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._carry: _Job | None = None
         self._closed = False
-        self._thread = threading.Thread(target=self._work, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._work, name=f"batcher-{name}-{k}", daemon=True)
+                         for k in range(max(1, workers))]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, images: np.ndarray) -> asyncio.Future:
         """Queue (n, H, W, C) uint8 images; the future resolves to their rows of every output."""
@@ -82,24 +86,29 @@ class DynamicBatcher:
         return future
 
     def close(self) -> None:
+        """Stop taking requests; each worker stops at a close sentinel, queued after every request."""
         self._closed = True
-        self._queue.put(None)
+        for _ in self._threads:
+            self._queue.put(None)
 
     def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _work(self) -> None:
+        carry: _Job | None = None
         stopping = False
         while not stopping:
-            first = self._carry or self._queue.get()
-            self._carry = None
+            first = carry or self._queue.get()
             if first is None:
                 return
-            jobs, stopping = self._collect(first)
+            jobs, carry, stopping = self._collect(first)
             self._execute(jobs)
 
-    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
-        """`first` plus whatever fits; True as second item when the close sentinel was reached."""
+    def _collect(self, first: _Job) -> tuple[list[_Job], _Job | None, bool]:
+        """`first` plus whatever fits; then the job that did not fit (if any) and whether this worker's
+        close sentinel was reached."""
         jobs, rows = [first], len(first.images)
         deadline = time.monotonic() + self._timeout
         while rows < self._max:
@@ -114,13 +123,12 @@ class DynamicBatcher:
                 except queue.Empty:
                     break
             if job is None:
-                return jobs, True
+                return jobs, None, True
             if rows + len(job.images) > self._max:
-                self._carry = job
-                break
+                return jobs, job, False
             jobs.append(job)
             rows += len(job.images)
-        return jobs, False
+        return jobs, None, False
 
     def _execute(self, jobs: list[_Job]) -> None:
         images = jobs[0].images if len(jobs) == 1 else np.concatenate([j.images for j in jobs])

@@ -39,7 +39,8 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         labels[check_label(label, "--version-labels")] = parse_version(version, f"--version-labels {label}")
     for version in args.versions:
         check_version(version)
-    runtime = RuntimeOptions(args.runtime, args.intra_op_threads, args.max_batch_size, args.batch_timeout_micros / 1e6)
+    runtime = RuntimeOptions(args.runtime, args.intra_op_threads, args.max_batch_size, args.batch_timeout_micros / 1e6,
+                             args.num_batch_threads)
     return ServeOptions(args.model_name, Path(args.model_base_path), args.host, args.port, args.poll_seconds,
                         VersionPolicy(args.version_policy, tuple(args.versions)), labels, runtime,
                         args.max_body_bytes).check()
