@@ -68,11 +68,13 @@ def trained_cnn(directory: Path, steps: int) -> tuple[Path, np.ndarray]:
     return directory, dataset.test.images[:256]
 
 
-def start_server(base: Path, threads: int, max_batch: int, timeout_us: int) -> tuple[subprocess.Popen, str, int]:
+def start_server(base: Path, threads: int, max_batch: int, timeout_us: int,
+                 batch_threads: int = 1) -> tuple[subprocess.Popen, str, int]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "visionflow", "serve", "--model-base-path", str(base),
                              "--model-name", "cnn", "--port", "0", "--intra-op-threads", str(threads),
-                             "--max-batch-size", str(max_batch), "--batch-timeout-micros", str(timeout_us)],
+                             "--max-batch-size", str(max_batch), "--batch-timeout-micros", str(timeout_us),
+                             "--num-batch-threads", str(batch_threads)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     for line in proc.stdout:
         if line.startswith("ready on "):
@@ -297,6 +299,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, server and in-process")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=1000)
+    parser.add_argument("--num-batch-threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2,
                         help="measure each point this many times, alternating contenders; keep the best")
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
@@ -328,7 +331,7 @@ def main() -> None:
         results["in_process_batched_images_per_sec"] = n / (time.perf_counter() - t)
 
         proc, host, port = start_server(exported.path.parent, args.threads, args.max_batch_size,
-                                        args.batch_timeout_micros)
+                                        args.batch_timeout_micros, args.num_batch_threads)
         try:
             print(f"{'clients':>7}  {'server req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'batch':>5} {'CPU µs':>6}   "
                   f"{'in-process req/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>6}  ratio", flush=True)

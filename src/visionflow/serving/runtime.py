@@ -7,7 +7,6 @@ makes a client wait for lazy initialisation.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -34,9 +33,10 @@ class RuntimeOptions:
     """`runtime`: auto (PyTorch on CUDA when present, else onnxruntime), onnxruntime or torch.
 
     `intra_op_threads` is onnxruntime's per-call thread count (0: its default, one per core).
-    `batch_threads` is how many batches may run at once (TF Serving's num_batch_threads); 0
-    picks enough to fill the cores: cores / intra_op_threads for onnxruntime with a set
-    thread count, else 1 (onnxruntime's own pool, or one GPU, already takes all there is).
+    `batch_threads` is how many batches may run at once (TF Serving's num_batch_threads).
+    More than one lets single-threaded runtime calls use several cores, but splits the queue
+    into smaller batches, which cost more per image; on 2 cores the two effects measured about
+    even, so the default (0) is one.
     """
 
     runtime: str = "auto"
@@ -45,12 +45,8 @@ class RuntimeOptions:
     batch_timeout_s: float = 0.001
     batch_threads: int = 0
 
-    def batch_workers(self, runner: "Runner") -> int:
-        if self.batch_threads > 0:
-            return self.batch_threads
-        if isinstance(runner, OnnxRunner) and self.intra_op_threads > 0:
-            return max(1, (os.cpu_count() or 1) // self.intra_op_threads)
-        return 1
+    def batch_workers(self) -> int:
+        return max(1, self.batch_threads)
 
 
 class OnnxRunner:
@@ -125,7 +121,7 @@ def load_version(base: ExportBase, version: int, options: RuntimeOptions, arriva
     warm_up(runner, signature, options.max_batch_size, directory)
     report = (lambda size, seconds: on_batch(version, size, seconds)) if on_batch else None
     batcher = DynamicBatcher(runner.run, options.max_batch_size, options.batch_timeout_s, arrivals,
-                             f"v{version}", report, options.batch_workers(runner))
+                             f"v{version}", report, options.batch_workers())
     return ServedVersion(version, directory, signature, runner, batcher)
 
 

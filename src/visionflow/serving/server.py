@@ -28,6 +28,8 @@ from .versions import VersionPolicy
 if TYPE_CHECKING:
     import uvicorn
 
+GIL_SWITCH_INTERVAL_S = 0.0005
+
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
     """`visionflow serve` flags → checked ServeOptions (InputError names the bad flag)."""
@@ -50,6 +52,10 @@ def serve(options: ServeOptions) -> int:
     import uvicorn
 
     options.check()
+    # A batch thread whose runtime call has returned needs the GIL to hand its replies back; by
+    # default it may wait 5 ms for the busy event loop to let go, while its core idles. 0.5 ms
+    # measured ~10% more requests/s at saturation on 2 cores (docs/benchmarks.md).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s visionflow serve %(levelname)s: %(message)s")
     sock = bind(options.host, options.port)
