@@ -20,9 +20,10 @@ def _pyplot():
     return plt
 
 
-def _save_png(plt, fig, path: Path) -> None:
-    """Lay out, render to PNG in memory, write atomically, free the figure."""
-    fig.tight_layout()
+def _save_png(plt, fig, path: Path, tight: bool = True) -> None:
+    """Lay out (unless placed by hand), render to PNG in memory, write atomically, free the figure."""
+    if tight:
+        fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
@@ -54,28 +55,51 @@ def save_confusion_png(result: EvalResult, path: Path) -> None:
 
 def save_mistakes_grid(images: np.ndarray, labels: np.ndarray, result: EvalResult, path: Path,
                        limit: int = 48) -> bool:
-    """The first `limit` misclassified examples, each titled "true → predicted"; False if none."""
+    """The first `limit` misclassified examples, each captioned "true → predicted"; False if none.
+
+    The tiles are laid into one mosaic image drawn on one axes: a grid of 48 sub-axes took
+    ~2 s of layout per evaluation, this takes ~0.2 s.
+    """
     if result.predicted is None:
         return False
     wrong = np.flatnonzero(result.predicted != labels)[:limit]
     if len(wrong) == 0:
         return False
-    plt = _pyplot()
     cols = min(8, len(wrong))
     rows = -(-len(wrong) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows + 0.4), squeeze=False)
+    tiles = _upscaled(images[wrong])  # (n, t, t, 3) uint8, t ≥ 48
+    t = tiles.shape[1]
+    gap, caption = t // 8, t // 3  # pixels between tiles, and below each for its caption
+    cell_w, cell_h = t + gap, t + caption
+    mosaic = np.full((rows * cell_h, cols * cell_w - gap, 3), 255, np.uint8)
     names = result.class_names
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong):
-        image = images[i]
-        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
-                  vmin=0, vmax=255)
-        ax.set_title(f"{names[labels[i]]} → {names[result.predicted[i]]}", fontsize=7)
+    plt = _pyplot()
+    fig = plt.figure(figsize=(1.6 * cols, 1.6 * rows * cell_h / cell_w + 0.4))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.4 / fig.get_figheight()))
+    for k, i in enumerate(wrong):
+        top, left = (k // cols) * cell_h, (k % cols) * cell_w
+        mosaic[top : top + t, left : left + t] = tiles[k]
+        ax.text(left + t / 2, top + t + caption * 0.15, f"{names[labels[i]]} → {names[result.predicted[i]]}",
+                ha="center", va="top", fontsize=7)
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.axis("off")
     fig.suptitle(f"{result.split}: {int((result.predicted != labels).sum())} mistakes of {result.count} "
                  "(true → predicted)", fontsize=9)
-    _save_png(plt, fig, path)
+    _save_png(plt, fig, path, tight=False)
     return True
+
+
+def _upscaled(images: np.ndarray, at_least: int = 48) -> np.ndarray:
+    """(n, h, w, c) uint8 → (n, s, s, 3): pixel-repeated to at least `at_least` pixels, padded square, RGB."""
+    n, h, w, c = images.shape
+    factor = max(1, -(-at_least // max(h, w)))
+    big = images.repeat(factor, axis=1).repeat(factor, axis=2)
+    if c == 1:
+        big = big.repeat(3, axis=3)
+    side = max(big.shape[1], big.shape[2])
+    out = np.full((n, side, side, 3), 255, np.uint8)
+    out[:, : big.shape[1], : big.shape[2]] = big[..., :3]
+    return out
 
 
 def save_training_curves(model_dir: Path, path: Path) -> bool:
