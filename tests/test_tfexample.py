@@ -6,7 +6,7 @@ import io
 import struct
 
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,37 +17,36 @@ from visionflow.tfexample import (ImageRecord, encode_example, image_example, im
 from visionflow.tfrecord import TFRecordError, read_records
 
 
+EXAMPLE_PROTO = """
+name: "vf_example.proto" package: "vftest" syntax: "proto3"
+message_type { name: "BytesList" field { name: "value" number: 1 type: TYPE_BYTES label: LABEL_REPEATED } }
+message_type { name: "FloatList" field { name: "value" number: 1 type: TYPE_FLOAT label: LABEL_REPEATED } }
+message_type { name: "Int64List" field { name: "value" number: 1 type: TYPE_INT64 label: LABEL_REPEATED } }
+message_type {
+  name: "Feature"
+  field { name: "bytes_list" number: 1 type: TYPE_MESSAGE label: LABEL_OPTIONAL type_name: ".vftest.BytesList" oneof_index: 0 }
+  field { name: "float_list" number: 2 type: TYPE_MESSAGE label: LABEL_OPTIONAL type_name: ".vftest.FloatList" oneof_index: 0 }
+  field { name: "int64_list" number: 3 type: TYPE_MESSAGE label: LABEL_OPTIONAL type_name: ".vftest.Int64List" oneof_index: 0 }
+  oneof_decl { name: "kind" }
+}
+message_type {
+  name: "Features"
+  field { name: "feature" number: 1 type: TYPE_MESSAGE label: LABEL_REPEATED type_name: ".vftest.Features.FeatureEntry" }
+  nested_type {
+    name: "FeatureEntry" options { map_entry: true }
+    field { name: "key" number: 1 type: TYPE_STRING label: LABEL_OPTIONAL }
+    field { name: "value" number: 2 type: TYPE_MESSAGE label: LABEL_OPTIONAL type_name: ".vftest.Feature" }
+  }
+}
+message_type { name: "Example" field { name: "features" number: 1 type: TYPE_MESSAGE label: LABEL_OPTIONAL type_name: ".vftest.Features" } }
+"""
+
+
 def _reference_example_class():
-    """tf.train.Example from its .proto definition, built here by protobuf itself: an encoder independent of ours."""
-    T = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(name="vf_example.proto", package="vftest", syntax="proto3")
-
-    def message(name, *fields):
-        m = proto.message_type.add(name=name)
-        for field_name, number, kind, label, type_name in fields:
-            f = m.field.add(name=field_name, number=number, type=kind, label=label)
-            if type_name:
-                f.type_name = type_name
-        return m
-
-    R, O = T.LABEL_REPEATED, T.LABEL_OPTIONAL
-    message("BytesList", ("value", 1, T.TYPE_BYTES, R, None))
-    message("FloatList", ("value", 1, T.TYPE_FLOAT, R, None))
-    message("Int64List", ("value", 1, T.TYPE_INT64, R, None))
-    feature = message("Feature", ("bytes_list", 1, T.TYPE_MESSAGE, O, ".vftest.BytesList"),
-                      ("float_list", 2, T.TYPE_MESSAGE, O, ".vftest.FloatList"),
-                      ("int64_list", 3, T.TYPE_MESSAGE, O, ".vftest.Int64List"))
-    feature.oneof_decl.add(name="kind")
-    for f in feature.field:
-        f.oneof_index = 0
-    features = message("Features", ("feature", 1, T.TYPE_MESSAGE, R, ".vftest.Features.FeatureEntry"))
-    entry = features.nested_type.add(name="FeatureEntry")
-    entry.options.map_entry = True
-    entry.field.add(name="key", number=1, type=T.TYPE_STRING, label=O)
-    entry.field.add(name="value", number=2, type=T.TYPE_MESSAGE, label=O, type_name=".vftest.Feature")
-    message("Example", ("features", 1, T.TYPE_MESSAGE, O, ".vftest.Features"))
+    """tf.train.Example from a text-format descriptor of its .proto, built by protobuf itself: an encoder
+    written independently of ours."""
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
+    pool.Add(text_format.Parse(EXAMPLE_PROTO, descriptor_pb2.FileDescriptorProto()))
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("vftest.Example"))
 
 
