@@ -38,6 +38,7 @@ import numpy as np
 
 from .datasets import Dataset, Split, default_cache_dir, download_checked, hold_out
 from .errors import InputError
+from .fsio import open_input
 from .shards import SHARD_PATTERN, load_tfrecord_dataset, read_labels_file
 
 PIXELS = 32 * 32 * 3
@@ -393,14 +394,11 @@ def _planes_to_nhwc(data: np.ndarray) -> np.ndarray:
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a {path.name} batch file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    with open_input(path, f"a {path.name} batch file") as handle:
+        try:
+            return handle.read()
+        except OSError as e:
+            raise InputError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def _expect_dict(obj: Any, path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:

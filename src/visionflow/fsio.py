@@ -6,7 +6,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
+
+from .errors import InputError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -81,3 +83,16 @@ def publish_dir(staging: str | os.PathLike, final: str | os.PathLike) -> None:
     _fsync_dir(staging)
     os.rename(staging, final)
     _fsync_dir(final.parent)
+
+
+def open_input(path: Path, expected: str, buffering: int = -1) -> BinaryIO:
+    """`path` opened for binary reading; when it is missing, a directory or unreadable, an InputError
+    naming it and what was `expected` there (such as "a TFRecord file")."""
+    try:
+        return open(path, "rb", buffering=buffering)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected {expected}") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot open ({e.strerror})") from None

@@ -23,7 +23,7 @@ from typing import BinaryIO, Iterable, Iterator
 import google_crc32c
 
 from .errors import InputError
-from .fsio import atomic_write
+from .fsio import atomic_write, open_input
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")  # length, masked CRC of the length
@@ -55,15 +55,7 @@ def read_records(path: str | os.PathLike) -> Iterator[bytes]:
     The file is streamed (one record in memory at a time); errors name `path`.
     """
     path = Path(path)
-    try:
-        handle = open(path, "rb", buffering=1 << 20)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a TFRecord file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot open ({e.strerror})") from None
-    with handle:
+    with open_input(path, "a TFRecord file", buffering=1 << 20) as handle:
         yield from iter_records(handle, str(path))
 
 
