@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -35,6 +37,21 @@ def snapshot(directory: Path) -> dict[str, str]:
     """SHA-256 of every file below `directory`, to prove nothing in it changed."""
     return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def run_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`visionflow ARGS` through `cli.main` in this process, output captured: no interpreter and
+    torch start-up (~4 s a run), for error paths that stop before anything is trained or saved.
+    The exit code is main's return value (or argparse's SystemExit code)."""
+    from visionflow.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 2
+    return subprocess.CompletedProcess(["visionflow", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:

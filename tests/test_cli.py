@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_one_line_error, run_cli, snapshot
+from conftest import assert_one_line_error, run_cli, run_in_process, snapshot
 
 
 def test_train_continue_and_nothing_to_do(tmp_path):
@@ -142,7 +142,7 @@ def test_bad_predict_inputs(trained_digits, tmp_path):
     before = snapshot(trained_digits)
     for name, fragment in [("junk.png", "not a readable image"), ("wrong.npy", "does not hold 8x8x1 images"),
                            ("obj.npy", "not a readable .npy array"), ("missing.png", "file not found")]:
-        assert_one_line_error(run_cli("predict", "--model-dir", trained_digits, tmp_path / name),
+        assert_one_line_error(run_in_process("predict", "--model-dir", trained_digits, tmp_path / name),
                               str(tmp_path / name), fragment)
     assert snapshot(trained_digits) == before
 
@@ -164,22 +164,22 @@ def test_corrupt_idx_data_dir(tmp_path):
 
     body = gzip.decompress(raw.read_bytes())
     raw.write_bytes(gzip.compress(body[:-100]))
-    proc = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
-                   tmp_path / "m", "--steps", "4", "--model", "mlp")
+    proc = run_in_process("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5",
+                          "--model-dir", tmp_path / "m", "--steps", "4", "--model", "mlp")
     assert_one_line_error(proc, str(raw), "truncated")
     raw.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + body[4:] + b"\x00" * 9))
-    proc = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
-                   tmp_path / "m", "--steps", "4", "--model", "mlp")
+    proc = run_in_process("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5",
+                          "--model-dir", tmp_path / "m", "--steps", "4", "--model", "mlp")
     assert_one_line_error(proc, str(raw), "oversized")
     raw.write_bytes(gzip.compress(b"\x00\x00\x0a\x03" + body[4:]))
-    proc = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
-                   tmp_path / "m", "--steps", "4", "--model", "mlp")
+    proc = run_in_process("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5",
+                          "--model-dir", tmp_path / "m", "--steps", "4", "--model", "mlp")
     assert_one_line_error(proc, str(raw), "bad magic number 0x00000a03")
     raw.write_bytes(gzip.compress(body))
     labels = data / "t10k-labels-idx1-ubyte.gz"
     write_idx(labels, np.full(30, 10, np.uint8))
-    proc = run_cli("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5", "--model-dir",
-                   tmp_path / "m", "--steps", "4", "--model", "mlp")
+    proc = run_in_process("train", "--dataset", "mnist", "--data-dir", data, "--validation-size", "5",
+                          "--model-dir", tmp_path / "m", "--steps", "4", "--model", "mlp")
     assert_one_line_error(proc, str(labels), "label 10 at record 0 out of range 0..9")
     assert snapshot(tmp_path / "m") == before
 

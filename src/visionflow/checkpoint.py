@@ -7,7 +7,7 @@ For global step S the directory `checkpoints/` holds
                             weight averaging also the raw training weights ("train.*", when
                             the weights file holds the moving average) or lookahead's average
                             ("average.*")
-  index.json                {"latest": S, "steps": [...]} — rewritten last, so a crash at any
+  index.json                {"latest": S, "steps": [...], "max_steps": M} — rewritten last, so a crash at any
                             moment leaves it pointing at a complete checkpoint.
 Nothing is ever unpickled: safetensors and JSON carry only tensors, numbers and strings.
 """
@@ -64,8 +64,12 @@ def latest_step(directory: Path) -> int | None:
 
 
 def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    rng: dict[str, torch.Tensor], keep: int, extra: dict[str, torch.Tensor] | None = None) -> None:
+                    rng: dict[str, torch.Tensor], keep: int, extra: dict[str, torch.Tensor] | None = None,
+                    max_steps: int | None = None) -> None:
     """Write checkpoint `step` atomically, point the index at it, prune to the newest `keep`.
+
+    `max_steps`, the step the running training stops at, goes into the index so that an
+    evaluator following the run (`evaluate --watch`) knows when it has seen the last one.
 
     `model`'s weights are what evaluation and export load (the moving average, when training
     keeps one); `extra` tensors (e.g. "train.*" raw weights, "average.*" lookahead state) are
@@ -82,7 +86,8 @@ def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, optimize
     previous = read_index(directory)
     steps = sorted({*(previous["steps"] if previous else []), step})
     kept, dropped = steps[-keep:], steps[:-keep]
-    atomic_write_json(directory / INDEX, {"latest": step, "steps": kept})
+    index = {"latest": step, "steps": kept, **({"max_steps": max_steps} if max_steps is not None else {})}
+    atomic_write_json(directory / INDEX, index)
     for old in dropped:
         weights_path(directory, old).unlink(missing_ok=True)
         state_path(directory, old).unlink(missing_ok=True)

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print results as JSON (one object per evaluation)")
     ev.add_argument("--watch", action="store_true", help="evaluate each new checkpoint until interrupted")
     ev.add_argument("--poll", type=float, default=2.0, help="seconds between checks with --watch")
-    ev.add_argument("--timeout", type=float, default=None, help="with --watch: stop after N s with no new checkpoint")
+    ev.add_argument("--timeout", type=float, default=None, help="with --watch: stop after N s with no new checkpoint (it stops anyway after the final one)")
 
     pr = sub.add_parser("predict", help="classify image files or .npy batches")
     pr.add_argument("--model-dir", default=None, help="the model directory (or use --server and --model-name)")

@@ -191,6 +191,7 @@ class Trainer:
         if ckpt is None:
             self._init_from_data()
         self.average = self._make_average()
+        self._max_steps: int | None = None
         if ckpt is not None:
             self._restore(ckpt)
         self._step_fn = self._make_step()
@@ -253,12 +254,13 @@ class Trainer:
     def _checkpoint(self) -> None:
         extra = self.average.state_tensors(self.model) if self.average is not None else {}
         save_checkpoint(self.model_dir.checkpoints, self.global_step, self.eval_model, self.optimizer,
-                        capture_rng(self.device), self.config.keep_checkpoints, extra)
+                        capture_rng(self.device), self.config.keep_checkpoints, extra, self._max_steps)
         for cb in self.callbacks:
             getattr(cb, "on_checkpoint", lambda s: None)(self.global_step)
 
     def fit(self, max_steps: int) -> TrainResult:
         """Train until global step `max_steps` (a no-op when the directory is already there)."""
+        self._max_steps = max_steps
         cfg, batches = self.config, self.train_batches
         start_step = self.global_step
         if isinstance(self.average, Lookahead):

@@ -76,8 +76,9 @@ def _evaluate_loaded(model_dir: ModelDir, run: RunConfig, data, device: torch.de
 
 def watch(path: str | Path, on_result: Callable[[EvalResult], None], split: str = "test", device: str = "auto",
           poll_seconds: float = 2.0, timeout: float | None = None, data_dir: str | None = None) -> int:
-    """Evaluate the newest checkpoint of `path` whenever one appears, until interrupted or
-    `timeout` s pass without one (cifar10_eval.py's loop).
+    """Evaluate the newest checkpoint of `path` whenever one appears, until interrupted,
+    `timeout` s pass without one (cifar10_eval.py's loop), or the checkpoint of the step the
+    training stops at has been evaluated (as TensorFlow's train_and_evaluate stops).
 
     Returns how many checkpoints were evaluated.  When training outpaces evaluation the
     checkpoints in between are skipped, and one pruned before we got to it is skipped too.
@@ -105,5 +106,7 @@ def watch(path: str | Path, on_result: Callable[[EvalResult], None], split: str 
             on_result(result)
             evaluated += 1
             last_new = time.monotonic()
+            if step >= index.get("max_steps", float("inf")):
+                return evaluated
         time.sleep(poll_seconds)
     return evaluated
