@@ -14,7 +14,6 @@ holds a fair sample of the classes, and each shard is written atomically.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import numpy as np
 
 from .errors import InputError
 from .fsio import atomic_write_text
-from .imagecodec import decode_images, encode_png
+from .imagecodec import decode_images, encode_png, open_image
 from .tfexample import image_example, image_record
 from .tfrecord import read_records, write_records
 
@@ -197,18 +196,16 @@ def _file_example(path: Path, label: int, text: str, on_skip: Callable[[Path, st
 
     An unreadable file is reported to `on_skip` and left out (None), as `retrain` does.
     """
-    from PIL import Image, UnidentifiedImageError
-
     try:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(data, str(path)) as image:
             fmt, (width, height) = image.format, image.size
             image.load()
         if fmt in KEPT_FORMATS:
             return image_example(data, label, KEPT_FORMATS[fmt], height, width, text)
         return image_example(encode_png(decode_images([data], lambda i: str(path))[0]), label, "png", height, width, text)
-    except UnidentifiedImageError:
-        on_skip(path, "not a readable image (unknown format)")
-    except (InputError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        on_skip(path, f"not a readable image ({str(e).split(': ', 1)[-1] if isinstance(e, InputError) else e})")
+    except InputError as e:
+        on_skip(path, str(e).split(": ", 1)[-1])
+    except OSError as e:
+        on_skip(path, f"cannot read ({e.strerror or e})")
     return None

@@ -9,14 +9,18 @@ library's general decoder, anything else through PIL.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import warnings
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 #: How many JPEGs one torchvision call decodes: bounds the temporary tensors, not the speed.
@@ -91,17 +95,25 @@ def _decode_chunk(encoded: Sequence[bytes], start: int, where: Callable[[int], s
     return images
 
 
-def stored_channels(data: bytes, name: str) -> int:
-    """1 when the encoded image is greyscale, else 3 (read from its header; nothing is decoded)."""
+@contextlib.contextmanager
+def open_image(data: bytes, name: str) -> Iterator["PIL.Image.Image"]:
+    """`data` opened by PIL for the `with` block; any failure to read it, there or inside the
+    block, is an InputError "NAME: not a readable image (why)"."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return 1 if image.mode in GREY_MODES else 3
+            yield image
     except UnidentifiedImageError:
         raise InputError(f"{name}: not a readable image (unknown format)") from None
     except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{name}: not a readable image ({e})") from None
+
+
+def stored_channels(data: bytes, name: str) -> int:
+    """1 when the encoded image is greyscale, else 3 (read from its header; nothing is decoded)."""
+    with open_image(data, name) as image:
+        return 1 if image.mode in GREY_MODES else 3
 
 
 def _decode_one(data: bytes, name: str, channels: int):
@@ -115,16 +127,8 @@ def _decode_one(data: bytes, name: str, channels: int):
             return image
     except (RuntimeError, ValueError):
         pass
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            array = np.array(image, dtype=np.uint8)
-    except UnidentifiedImageError:
-        raise InputError(f"{name}: not a readable image (unknown format)") from None
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{name}: not a readable image ({e})") from None
+    with open_image(data, name) as image:
+        array = np.array(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1)).permute(2, 0, 1)
 
 

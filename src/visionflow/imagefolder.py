@@ -14,7 +14,6 @@ warning — both end up in the run log.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 
 from .datasets import Dataset, Split
 from .errors import InputError
+from .imagecodec import GREY_MODES, open_image
 from .preprocessing import Preprocessing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -140,15 +140,8 @@ def scan_image_folder(root: str | os.PathLike, validation_percentage: float | No
 
 def decode_image(data: bytes, pre: Preprocessing, name: str) -> np.ndarray:
     """Encoded image bytes → (H, W, C) uint8 as `pre` says; InputError naming `name` when unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return pre.fit_image(image)
-    except UnidentifiedImageError:
-        raise InputError(f"{name}: not a readable image (unknown format)") from None
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{name}: not a readable image ({e})") from None
+    with open_image(data, name) as image:
+        return pre.fit_image(image)
 
 
 def warn_skipped(path: Path, reason: str) -> None:
@@ -210,7 +203,7 @@ def load_image_folder_as_is(root: str | os.PathLike | None, validation_percentag
     for f in folder.files:
         try:
             with Image.open(f.path) as image:
-                headers[f.path] = (image.size, image.mode in ("1", "L", "LA", "I", "I;16", "F"))
+                headers[f.path] = (image.size, image.mode in GREY_MODES)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             on_skip(f.path, f"not a readable image ({_reason(e)})")
     folder = folder.without({f.path for f in folder.files if f.path not in headers})
