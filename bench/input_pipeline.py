@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from train_cifar_cnn import per_image_standardization as peer_standardize  # noqa: E402
 from train_cifar_cnn import random_brightness, random_contrast  # noqa: E402
-from visionflow.augment import draw_epoch, per_image_standardization, photometric, spatial  # noqa: E402
+from visionflow.augment import draw_epoch  # noqa: E402
 from visionflow.datasets import Split  # noqa: E402
 from visionflow.pipeline import TensorBatches  # noqa: E402
 from visionflow.preprocessing import Preprocessing  # noqa: E402
@@ -50,14 +50,13 @@ CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
 AUGMENT = TUTORIAL_DISTORTIONS
 
 
-def stream_epoch(shard: Path, count: int, batch_size: int, seed: int, epoch: int) -> int:
-    """One epoch of distorted batches streamed from `shard`; returns the images delivered."""
-    draws = draw_epoch(AUGMENT, count, 32, 32, seed, epoch)
+def stream_epoch(shard: Path, count: int, batches: TensorBatches, epoch: int) -> int:
+    """One epoch of batches streamed from `shard`, distorted as `batches` distorts its resident ones;
+    returns the images delivered."""
+    draws = draw_epoch(AUGMENT, count, 32, 32, batches.seed, epoch)
     done = 0
-    for images, _ in stream_decoded_batches([shard], batch_size, seed, epoch):
-        rows = draws.take(torch.arange(done, done + len(images)))
-        x = spatial(torch.from_numpy(images), AUGMENT, rows).permute(0, 3, 1, 2).float()
-        x = per_image_standardization(photometric(x, rows))
+    for images, _ in stream_decoded_batches([shard], batches.batch_size, batches.seed, epoch):
+        x = batches.distort(torch.from_numpy(images), draws.take(torch.arange(done, done + len(images))))
         done += len(x)
     return done
 
@@ -109,8 +108,8 @@ def main() -> None:
         count = sum(1 for _ in folder.rglob("*.jpg"))
         load_split([shard], cache_dir=cache)  # fill the decoded-array cache, as a first training run does
 
-        stream = timed_epochs(lambda e: stream_epoch(shard, count, args.batch_size, args.seed, e))
         batches = cached_batches(shard, args.batch_size, args.seed, cache)
+        stream = timed_epochs(lambda e: stream_epoch(shard, count, batches, e))
         cached = timed_epochs(lambda e: sum(len(x) for x, _ in batches.epoch(e)))
         loader = folder_loader(folder, args.batch_size, args.workers)
         peer = timed_epochs(lambda e: sum(len(x) for x, _ in loader))
