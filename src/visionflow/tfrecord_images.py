@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import InputError
-from .tfexample import read_examples
+from .shards import iter_image_records
 
 
 def export_image_folder(tfrecords: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                         class_names: Sequence[str], categories: Sequence[str], per_category: int,
-                        size: int | None = None, image_key: str = "image/encoded",
-                        label_key: str = "image/class/label") -> dict[str, int]:
+                        size: int | None = None) -> dict[str, int]:
     """Write the first `per_category` images of each of `categories` found in `tfrecords`.
 
     `class_names[label]` names the category of a record.  With `size`, each image is re-encoded
@@ -37,22 +36,16 @@ def export_image_folder(tfrecords: Iterable[str | os.PathLike], out_dir: str | o
         raise InputError(f"unknown categories {', '.join(unknown)} (the records have: {', '.join(class_names)})")
     out = Path(out_dir)
     counts = dict.fromkeys(categories, 0)
-    for shard in tfrecords:
-        shard = Path(shard)
-        for index, example in enumerate(read_examples(shard)):
-            try:
-                label = int(example[label_key][0])
-                data = bytes(example[image_key][0])
-            except (KeyError, IndexError, TypeError, ValueError):
-                raise InputError(f"{shard}: record {index} has no {image_key!r} bytes and {label_key!r} label") from None
-            if not 0 <= label < len(class_names):
-                raise InputError(f"{shard}: record {index}: label {label} out of range 0..{len(class_names) - 1}")
-            name = class_names[label]
+    for shard in map(Path, tfrecords):
+        for index, record in iter_image_records(shard):
+            if not 0 <= record.label < len(class_names):
+                raise InputError(f"{record.source}: label {record.label} out of range 0..{len(class_names) - 1}")
+            name = class_names[record.label]
             if name not in counts or counts[name] >= per_category:
                 continue
             target = out / name / f"{shard.stem}-{index:05d}.jpg"
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data if size is None else _resized_jpeg(data, size))
+            target.write_bytes(record.encoded if size is None else _resized_jpeg(record.encoded, size))
             counts[name] += 1
             if all(n >= per_category for n in counts.values()):
                 return counts
