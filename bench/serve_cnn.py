@@ -69,10 +69,10 @@ def trained_cnn(directory: Path, steps: int) -> tuple[Path, np.ndarray]:
 
 
 def start_server(base: Path, threads: int, max_batch: int, timeout_us: int,
-                 batch_threads: int = 1) -> tuple[subprocess.Popen, str, int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+                 batch_threads: int = 1, runtime: str = "onnxruntime") -> tuple[subprocess.Popen, str, int]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "visionflow", "serve", "--model-base-path", str(base),
-                             "--model-name", "cnn", "--port", "0", "--intra-op-threads", str(threads),
+                             "--model-name", "cnn", "--port", "0", "--runtime", runtime, "--intra-op-threads", str(threads),
                              "--max-batch-size", str(max_batch), "--batch-timeout-micros", str(timeout_us),
                              "--num-batch-threads", str(batch_threads)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
@@ -297,6 +297,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
     parser.add_argument("--steps", type=int, default=20, help="training steps (throughput does not depend on accuracy)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads, server and in-process")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY),
+                        help="closed-loop client counts to measure")
+    parser.add_argument("--server-threads", type=int, default=None,
+                        help="the server's --intra-op-threads (default: --threads)")
+    parser.add_argument("--runtime", default="onnxruntime",
+                        help="the server's --runtime (torch: PyTorch, on CUDA when present; the in-process "
+                             "contender stays onnxruntime on CPU)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-micros", type=int, default=1000)
     parser.add_argument("--num-batch-threads", type=int, default=1)
@@ -330,12 +337,13 @@ def main() -> None:
             n += len(batch)
         results["in_process_batched_images_per_sec"] = n / (time.perf_counter() - t)
 
-        proc, host, port = start_server(exported.path.parent, args.threads, args.max_batch_size,
-                                        args.batch_timeout_micros, args.num_batch_threads)
+        server_threads = args.threads if args.server_threads is None else args.server_threads
+        proc, host, port = start_server(exported.path.parent, server_threads, args.max_batch_size,
+                                        args.batch_timeout_micros, args.num_batch_threads, args.runtime)
         try:
             print(f"{'clients':>7}  {'server req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'batch':>5} {'CPU µs':>6}   "
                   f"{'in-process req/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>6}  ratio", flush=True)
-            for clients in CONCURRENCY:
+            for clients in args.concurrency:
                 server = local = None
                 for _ in range(args.rounds):  # alternate, keep each contender's best: the machine may be shared
                     calls, served = batch_stats(host, port)

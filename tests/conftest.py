@@ -26,9 +26,15 @@ needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.g
                                    reason=f"Fashion-MNIST not found in {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment for a `python -m visionflow` child: src/ first on PYTHONPATH, the rest kept."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def run_cli(*args: str, timeout: float = 240, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `python -m visionflow ARGS` as a user would, capturing output."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
+    full_env = child_env(**(env or {}))
     return subprocess.run([sys.executable, "-m", "visionflow", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=cwd)
 

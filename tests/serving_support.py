@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT
+from conftest import child_env
 
 MODEL_KINDS = ("cnn", "mlp")
 _trained: dict[str, Path] = {}
@@ -67,7 +67,7 @@ class Server:
 
     def __init__(self, base: Path, *flags: str, name: str = "digits") -> None:
         self.base, self.name = base, name
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        env = child_env()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "visionflow", "serve", "--model-base-path", str(base), "--model-name", name,
              "--port", "0", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

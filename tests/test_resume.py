@@ -1,7 +1,6 @@
 """Exact resume: SIGKILL a real training process, run the same command again, compare bits."""
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import time
 
 from safetensors.torch import load_file
 
-from conftest import ROOT
+from conftest import child_env
 
 STEPS = 240
 ARGS = ["train", "--model", "cnn", "--steps", str(STEPS), "--batch-size", "32", "--checkpoint-every", "15",
@@ -22,7 +21,7 @@ def _command(model_dir):
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return child_env()
 
 
 def _final_weights(model_dir):

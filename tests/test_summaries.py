@@ -11,7 +11,7 @@ import sys
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT
+from conftest import child_env
 
 
 def test_event_files_hold_scalars_histograms_images_graph(trained_digits):
@@ -29,7 +29,7 @@ def test_event_files_hold_scalars_histograms_images_graph(trained_digits):
 
 
 def test_terminal_gets_a_progress_bar_and_pipes_get_plain_lines(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "100"}
+    env = child_env(COLUMNS="100")
     cmd = [sys.executable, "-m", "visionflow", "train", "--model", "mlp", "--steps", "60", "--log-every", "20"]
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0x0 until sized

@@ -1,17 +1,16 @@
 """The separate evaluator: `evaluate --watch` follows a training process running beside it."""
 
 import json
-import os
 import subprocess
 import sys
 import time
 
-from conftest import ROOT, run_cli
+from conftest import child_env, run_cli
 
 
 def test_watch_evaluates_new_checkpoints_while_training_runs(tmp_path):
     model_dir = tmp_path / "m"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = child_env()
     trainer = subprocess.Popen(
         [sys.executable, "-m", "visionflow", "train", "--model-dir", str(model_dir), "--steps", "400",
          "--batch-size", "32", "--checkpoint-every", "50", "--keep-checkpoints", "10"],

@@ -15,7 +15,9 @@ import base64
 import binascii
 import functools
 import io
+import itertools
 import re
+from array import array as c_array
 from typing import Any
 
 import numpy as np
@@ -56,7 +58,14 @@ def to_uint8(array: np.ndarray, where: str) -> np.ndarray:
 
 
 def numbers_array(value: Any, where: str) -> np.ndarray:
-    """JSON nested lists → a rectangular numeric array (400 when ragged or not numbers)."""
+    """JSON nested lists → a rectangular numeric array (400 when ragged or not numbers).
+
+    The dtype is NumPy's choice for the values (bool, int64 or float64), except that pixel
+    lists of integers 0–255 (the usual request) come back as uint8 straight away.
+    """
+    fast = _pixel_bytes(value)
+    if fast is not None:
+        return fast
     try:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError, RecursionError):
@@ -64,6 +73,31 @@ def numbers_array(value: Any, where: str) -> np.ndarray:
     if array.dtype.kind not in "iuf":
         raise bad_request(f"{where}: pixels must be numbers, not {_kind_name(array)}")
     return array
+
+
+def _pixel_bytes(value: Any) -> np.ndarray | None:
+    """Rectangular nested lists of ints 0–255 → uint8 array; None for anything else.
+
+    `np.asarray` first discovers a dtype by looking at every value (~55 µs for one 28×28
+    image, a fifth of the server's CPU per request); `array.array("B", ...)` converts, type-
+    and range-checks in one C pass (~17 µs).  Every other input goes the general way, so
+    results and error messages are NumPy's.  A first value that is a bool goes that way too:
+    NumPy calls an all-bool list booleans, and only a list led by a bool can be all bools.
+    """
+    level, shape = [value], []
+    while type(level[0]) is list:
+        lengths = set(map(len, level)) if set(map(type, level)) == {list} else None
+        if lengths is None or len(lengths) != 1 or not (length := lengths.pop()):
+            return None
+        shape.append(length)
+        level = list(itertools.chain.from_iterable(level))
+    if type(level[0]) is not int:
+        return None
+    try:
+        pixels = c_array("B", level)
+    except (TypeError, OverflowError):
+        return None
+    return np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
 
 
 def one_image(array: np.ndarray, pre: Preprocessing, where: str) -> np.ndarray:

@@ -67,7 +67,13 @@ class OnnxRunner:
 
 
 class TorchRunner:
-    """The `ServingGraph` the ONNX file was exported from, rebuilt from model.safetensors."""
+    """The `ServingGraph` the ONNX file was exported from, rebuilt from model.safetensors.
+
+    On CUDA, float32 convolutions and matrix products run in full IEEE precision rather than
+    TF32, so the server answers what `visionflow predict` and the ONNX graph answer (TF32
+    moved probabilities by ~3e-4 on an H100).  model.onnx must still be a valid ONNX model:
+    which versions load must not depend on the runtime a machine happens to pick.
+    """
 
     def __init__(self, directory: Path, signature: Signature, device: str) -> None:
         import torch
@@ -76,6 +82,9 @@ class TorchRunner:
         from ..export import ServingGraph
         from ..models import build_model
 
+        check_onnx_file(directory / "model.onnx")
+        if torch.device(device).type == "cuda":
+            use_ieee_fp32(torch)
         model = build_model(signature.model)
         try:
             model.load_state_dict(load_file(str(directory / "model.safetensors")))
@@ -92,6 +101,26 @@ class TorchRunner:
         with torch.inference_mode():
             probabilities, classes = self.graph(torch.from_numpy(images).to(self.device, non_blocking=True))
         return {"probabilities": probabilities.cpu().numpy(), "classes": classes.cpu().numpy()}
+
+
+def check_onnx_file(path: Path) -> None:
+    """InputError unless `path` parses and passes the ONNX checker."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except (onnx.checker.ValidationError, OSError) as e:
+        raise InputError(f"{path}: not a valid ONNX model ({str(e).strip().splitlines()[0]})") from None
+
+
+def use_ieee_fp32(torch) -> None:
+    """Full-precision float32 on CUDA (no TF32) for this process."""
+    try:
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    except AttributeError:  # PyTorch before 2.9
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 @dataclass

@@ -28,7 +28,7 @@ from .versions import VersionPolicy
 if TYPE_CHECKING:
     import uvicorn
 
-GIL_SWITCH_INTERVAL_S = 0.0005
+GIL_SWITCH_INTERVAL_S = 0.0001
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
@@ -54,7 +54,8 @@ def serve(options: ServeOptions) -> int:
     options.check()
     # A batch thread whose runtime call has returned needs the GIL to hand its replies back; by
     # default it may wait 5 ms for the busy event loop to let go, while its core idles. 0.5 ms
-    # measured ~10% more requests/s at saturation on 2 cores (docs/benchmarks.md).
+    # measured ~10% more requests/s at saturation on 2 cores than 5 ms, and 0.1 ms another
+    # 9-12% (two interleaved runs, docs/benchmarks.md).
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s visionflow serve %(levelname)s: %(message)s")
