@@ -32,6 +32,7 @@ from conftest import assert_one_line_error, run_cli
 from serving_support import Server, exported_version, publish_copy, trained_models
 from visionflow.datasets import load_dataset
 from visionflow.engine import predict_probabilities
+from visionflow.errors import InputError
 from visionflow.evaluation import load_model
 from visionflow.export import export_model
 from visionflow.exportdir import Signature
@@ -438,7 +439,7 @@ def test_broken_and_half_written_versions_are_skipped(version_dir, tmp_path):
         states = {s["version"]: s for s in reply["model_version_status"]}
         assert states["1"]["state"] == "AVAILABLE" and states["4"]["state"] == "END"
         # onnxruntime's words, or the ONNX checker's where `--runtime auto` picked PyTorch on CUDA
-        assert re.search("INVALID_PROTOBUF|model.onnx: not a valid ONNX model", states["4"]["status"]["error_message"])
+        assert re.search("INVALID_PROTOBUF|model.onnx: onnx.checker rejects the export", states["4"]["status"]["error_message"])
         assert "2" not in states and "3" not in states
         status, _, reply = server.request("POST", PREDICT, {"instances": [[[0] * 8] * 8]})
         assert status == 200 and reply["model_version"] == "1"
@@ -463,6 +464,15 @@ def test_torch_runtime_matches_onnxruntime(version_dir, digits):
     result = TorchRunner(version_dir, signature, device).run(digits)
     assert np.abs(result["probabilities"] - reference["probabilities"]).max() <= 1e-4
     assert (result["classes"] == reference["classes"]).all() and result["classes"].dtype == np.int64
+
+
+def test_torch_runtime_refuses_a_version_whose_onnx_is_broken(version_dir, tmp_path):
+    """Which versions load must not depend on the runtime: PyTorch reads model.safetensors, but a
+    broken model.onnx still makes the version unloadable, as it is for onnxruntime."""
+    broken = shutil.copytree(version_dir, tmp_path / "1")
+    (broken / "model.onnx").write_bytes(b"\x08\x07 this is not a protobuf")
+    with pytest.raises(InputError, match="model.onnx: onnx.checker rejects the export"):
+        TorchRunner(broken, Signature.load(broken / "signature.json"), "cpu")
 
 
 # -- the parsers, property-tested --------------------------------------------------------------

@@ -24,7 +24,7 @@ from .augment import center_crop, tta_logits
 from .config import RunConfig
 from .errors import InputError
 from .evaluation import load_model
-from .exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature, check_version
+from .exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature, check_onnx_model, check_version
 from .fsio import publish_dir
 from .modeldir import ModelDir
 from .preprocessing import Preprocessing
@@ -185,13 +185,9 @@ def verify_export(onnx_path: Path, graph: nn.Module, images: np.ndarray, source:
     outputs are not finite, or a class differs where PyTorch's top two are not within
     2×tolerance of each other (a genuine tie may break either way).
     """
-    import onnx
     import onnxruntime as ort
 
-    try:
-        onnx.checker.check_model(str(onnx_path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise InputError(f"{onnx_path}: onnx.checker rejects the export ({str(e).splitlines()[0]})") from None
+    check_onnx_model(onnx_path)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         want_p, want_c = (t.numpy() for t in graph(torch.from_numpy(images)))

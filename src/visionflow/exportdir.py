@@ -205,3 +205,13 @@ def check_label(label: str, where: str = "version label") -> str:
     if not _LABEL_NAME.fullmatch(label):
         raise InputError(f"{where}: {label!r} is not a valid label (a letter, then letters, digits, _ . -)")
     return label
+
+
+def check_onnx_model(path: Path) -> None:
+    """InputError unless `path` parses and passes onnx.checker's full check (shape inference too)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, OSError) as e:
+        raise InputError(f"{path}: onnx.checker rejects the export ({str(e).strip().splitlines()[0]})") from None

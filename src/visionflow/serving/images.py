@@ -78,9 +78,9 @@ def numbers_array(value: Any, where: str) -> np.ndarray:
 def _pixel_bytes(value: Any) -> np.ndarray | None:
     """Rectangular nested lists of ints 0–255 → uint8 array; None for anything else.
 
-    `np.asarray` first discovers a dtype by looking at every value (~55 µs for one 28×28
-    image, a fifth of the server's CPU per request); `array.array("B", ...)` converts, type-
-    and range-checks in one C pass (~17 µs).  Every other input goes the general way, so
+    `np.asarray` discovers a dtype over every value, then `to_uint8` range-checks and casts;
+    `array.array("B", ...)` converts, type- and range-checks in one C pass (a one-image 28×28
+    `:predict` body parses in 47 µs instead of 59).  Every other input goes the general way, so
     results and error messages are NumPy's.  A first value that is a bool goes that way too:
     NumPy calls an all-bool list booleans, and only a list led by a bool can be all bools.
     """

@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ..errors import InputError
-from ..exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature
+from ..exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature, check_onnx_model
 from .batching import Arrivals, DynamicBatcher, Outputs
 
 RUNTIMES = ("auto", "onnxruntime", "torch")
@@ -82,7 +82,7 @@ class TorchRunner:
         from ..export import ServingGraph
         from ..models import build_model
 
-        check_onnx_file(directory / "model.onnx")
+        check_onnx_model(directory / "model.onnx")
         if torch.device(device).type == "cuda":
             use_ieee_fp32(torch)
         model = build_model(signature.model)
@@ -101,16 +101,6 @@ class TorchRunner:
         with torch.inference_mode():
             probabilities, classes = self.graph(torch.from_numpy(images).to(self.device, non_blocking=True))
         return {"probabilities": probabilities.cpu().numpy(), "classes": classes.cpu().numpy()}
-
-
-def check_onnx_file(path: Path) -> None:
-    """InputError unless `path` parses and passes the ONNX checker."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path))
-    except (onnx.checker.ValidationError, OSError) as e:
-        raise InputError(f"{path}: not a valid ONNX model ({str(e).strip().splitlines()[0]})") from None
 
 
 def use_ieee_fp32(torch) -> None:

@@ -55,7 +55,7 @@ def serve(options: ServeOptions) -> int:
     # A batch thread whose runtime call has returned needs the GIL to hand its replies back; by
     # default it may wait 5 ms for the busy event loop to let go, while its core idles. 0.5 ms
     # measured ~10% more requests/s at saturation on 2 cores than 5 ms, and 0.1 ms another
-    # 9-12% (two interleaved runs, docs/benchmarks.md).
+    # 9-14% (two interleaved runs, docs/benchmarks.md).
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s visionflow serve %(levelname)s: %(message)s")
