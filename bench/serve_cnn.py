@@ -10,9 +10,10 @@ One run, one machine, the same single-image inputs for both contenders:
               same one-image batches by the same number of threads: the ceiling the server
               would reach with free HTTP, JSON and batching
 
-Closed loop at 1, 2, 4, 8, 16, 32 concurrent clients (each sends its next request when the
-previous one is answered): requests/s and p50/p99 latency.  Then an open loop at half the
-server's saturation rate (requests sent on a fixed schedule whatever the replies do; latency
+Closed loop at 1, 2, 4, 8, 16, 32, 64 concurrent clients (each sends its next request when the
+previous one is answered): requests/s and p50/p99 latency.  Then `--pairs` back-to-back rounds
+of the server at its best client count and in-process at one caller per core: the throughput
+ratio is their median.  Then an open loop at half the server's saturation rate (requests sent on a fixed schedule whatever the replies do; latency
 counted from the scheduled send time, so queueing is not hidden): p50/p99 there.
 
     python bench/serve_cnn.py                      # MNIST from ../shared/data/mnist when present
@@ -280,6 +281,28 @@ def session_caller(session, images: np.ndarray):
     return factory
 
 
+def rate(run: dict) -> float:
+    return run["requests_per_sec"]
+
+
+def paired_saturation(results: dict, pairs: int, measure_server, measure_in_process) -> dict:
+    """The server at its saturation point and in-process at one caller per core, back to back `pairs` times.
+
+    This machine's speed drifts within minutes, and unevenly: one-image calls (each reads the
+    dense layer's 12.85 MB of weights for one image) measured 870–1,670 µs seconds apart while
+    batches of 32 held 400–408 µs per image.  A ratio of two maxima taken minutes apart measures
+    that drift as much as the server; ratios of back-to-back measurements, and their median, less.
+    """
+    server_clients = max(results["server"], key=lambda c: rate(results["server"][c]))
+    local_clients = len(os.sched_getaffinity(0))  # one caller per usable core: more only queue
+    rounds = []
+    for _ in range(pairs):
+        rounds.append((rate(measure_server(server_clients)), rate(measure_in_process(local_clients))))
+    ratios = [server / local for server, local in rounds]
+    return {"server_clients": server_clients, "in_process_clients": local_clients, "rounds": rounds,
+            "ratios": ratios, "median_ratio": float(np.median(ratios))}
+
+
 def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -309,6 +332,8 @@ def main() -> None:
     parser.add_argument("--num-batch-threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2,
                         help="measure each point this many times, alternating contenders; keep the best")
+    parser.add_argument("--pairs", type=int, default=5,
+                        help="back-to-back rounds of both contenders at their saturation points (the ratio's median)")
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                         help="closed-loop load generator (auto: wrk when installed)")
     parser.add_argument("--json", help="also write the results to this file")
@@ -340,30 +365,37 @@ def main() -> None:
         server_threads = args.threads if args.server_threads is None else args.server_threads
         proc, host, port = start_server(exported.path.parent, server_threads, args.max_batch_size,
                                         args.batch_timeout_micros, args.num_batch_threads, args.runtime)
+
+        def measure_server(clients: int) -> dict:
+            calls, served = batch_stats(host, port)
+            if args.client == "wrk":
+                run = wrk_closed_loop(host, port, bodies, clients, args.seconds, proc.pid, Path(tmp))
+            else:
+                run = closed_loop(http_caller(host, port, bodies), clients, args.seconds, cpu_of=proc.pid)
+            calls_after, served_after = batch_stats(host, port)
+            run["mean_batch"] = (served_after - served) / max(1.0, calls_after - calls)
+            return run
+
+        def measure_in_process(clients: int) -> dict:
+            return closed_loop(session_caller(session, images), clients, args.seconds)
+
         try:
             print(f"{'clients':>7}  {'server req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'batch':>5} {'CPU µs':>6}   "
                   f"{'in-process req/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>6}  ratio", flush=True)
             for clients in args.concurrency:
-                server = local = None
+                servers, locals_ = [], []
                 for _ in range(args.rounds):  # alternate, keep each contender's best: the machine may be shared
-                    calls, served = batch_stats(host, port)
-                    if args.client == "wrk":
-                        run = wrk_closed_loop(host, port, bodies, clients, args.seconds, proc.pid, Path(tmp))
-                    else:
-                        run = closed_loop(http_caller(host, port, bodies), clients, args.seconds, cpu_of=proc.pid)
-                    calls_after, served_after = batch_stats(host, port)
-                    run["mean_batch"] = (served_after - served) / max(1.0, calls_after - calls)
-                    server = max(server or run, run, key=lambda r: r["requests_per_sec"])
-                    run = closed_loop(session_caller(session, images), clients, args.seconds)
-                    local = max(local or run, run, key=lambda r: r["requests_per_sec"])
+                    servers.append(measure_server(clients))
+                    locals_.append(measure_in_process(clients))
+                server, local = max(servers, key=rate), max(locals_, key=rate)
                 results["server"][clients], results["in_process"][clients] = server, local
                 print(f"{clients:>7}  {server['requests_per_sec']:>12,.0f} {server['p50_ms']:>7.2f} "
                       f"{server['p99_ms']:>7.2f} {server['mean_batch']:>5.1f} {server['cpu_us_per_request']:>6.0f}   "
                       f"{local['requests_per_sec']:>16,.0f} {local['p50_ms']:>7.2f} {local['p99_ms']:>7.2f} "
-                      f"{local['cpu_us_per_request']:>6.0f}  {server['requests_per_sec'] / local['requests_per_sec']:.2f}",
-                      flush=True)
-            saturation = max(r["requests_per_sec"] for r in results["server"].values())
-            ceiling = max(r["requests_per_sec"] for r in results["in_process"].values())
+                      f"{local['cpu_us_per_request']:>6.0f}  {rate(server) / rate(local):.2f}", flush=True)
+            saturation = max(map(rate, results["server"].values()))
+            ceiling = max(map(rate, results["in_process"].values()))
+            results["paired"] = paired_saturation(results, args.pairs, measure_server, measure_in_process)
             half = min((open_loop(http_caller(host, port, bodies), saturation / 2, args.seconds)
                         for _ in range(args.rounds)), key=lambda r: r["p99_ms"])
         finally:
@@ -376,6 +408,10 @@ def main() -> None:
     print(f"saturation: server {saturation:,.0f} req/s = {saturation / ceiling:.2f}x in-process {ceiling:,.0f} req/s "
           f"(batch 1, one caller per core); = {saturation / batched:.2f}x in-process batches of {args.max_batch_size} "
           f"on one runtime thread ({batched:,.0f} images/s)")
+    paired = results["paired"]
+    print(f"paired at saturation (server {paired['server_clients']} clients, in-process {paired['in_process_clients']}; "
+          f"{len(paired['ratios'])} back-to-back rounds): ratio median {paired['median_ratio']:.2f}, "
+          f"range {min(paired['ratios']):.2f}-{max(paired['ratios']):.2f}")
     print(f"half load ({saturation / 2:,.0f} req/s offered, {half['requests_per_sec']:,.0f} done): "
           f"p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms; failed requests: {results['failures']}")
     print(f"load generator: {args.client}; {results['machine']}; python {results['python']}; "

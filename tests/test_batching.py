@@ -83,3 +83,29 @@ def test_close_answers_every_queued_request_then_stops_all_workers():
     assert len(asyncio.run(main())) == 20
     batcher.join(5)
     assert not any(t.name.startswith("batcher-t-") for t in threading.enumerate())
+
+
+def test_extra_workers_take_only_full_batches():
+    """While one batch runs, single requests are held until they make a full batch, which a second
+    worker then starts at once; a part-filled batch waits for a running one to end (small batches
+    cost more per image)."""
+    run = SlowSums(0.3)
+    batcher = DynamicBatcher(run, max_batch_size=4, timeout_s=0.0, arrivals=Arrivals(), name="t", workers=2)
+
+    async def main() -> None:
+        futures = [batcher.submit(images_of([4])[0])]
+        for _ in range(4):
+            await asyncio.sleep(0.03)  # the first batch is running; singles trickle in
+            futures.append(batcher.submit(images_of([1])[0]))
+        await asyncio.sleep(0.03)
+        futures.append(batcher.submit(images_of([1])[0]))  # both workers busy: waits
+        await asyncio.gather(*futures)
+
+    asyncio.run(main())
+    calls = sorted(run.calls, key=lambda c: c[1])
+    assert [n for *_, n in calls] == [4, 4, 1], calls
+    (_, start_a, end_a, _), (_, start_b, end_b, _), (_, start_c, _, _) = calls
+    assert start_b < end_a, "the full batch of singles should start while the first batch runs"
+    assert start_c >= min(end_a, end_b) - 0.01, "the lone request should wait for a running batch to end"
+    batcher.close()
+    batcher.join(5)

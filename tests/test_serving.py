@@ -13,6 +13,7 @@ import io
 import json
 import re
 import shutil
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -261,6 +262,23 @@ def test_protocol_level_errors_are_4xx(server):
     status, _, reply = server.request("POST", PREDICT, gzipped, {"Content-Encoding": "gzip"}, conn=conn)
     assert status == 200 and len(reply["predictions"]) == 1
     conn.close()
+
+
+def test_chunked_bodies_are_read_whole_limited_and_a_dropped_one_is_harmless(server, digits):
+    body = json.dumps({"instances": digits[:3].tolist()}).encode()
+    conn = server.connection()
+    conn.request("POST", PREDICT, body=iter([body[i : i + 97] for i in range(0, len(body), 97)]),
+                 encode_chunked=True)  # no Content-Length: the limit is checked as the chunks arrive
+    response = conn.getresponse()
+    assert response.status == 200 and len(json.loads(response.read())["predictions"]) == 3
+    conn.request("POST", PREDICT, body=iter([b" " * 100_000] * 4), encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 413 and "limit" in json.loads(response.read())["error"]
+    conn.close()
+    with socket.create_connection((server.host, server.port)) as raw:  # hangs up half-way through a body
+        raw.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".encode() + b"[" * 100)
+    status, _, reply = server.request("POST", PREDICT, {"instances": digits[:1].tolist()})
+    assert status == 200 and len(reply["predictions"]) == 1  # (no traceback: checked when the server stops)
 
 
 # -- KServe V2 ----------------------------------------------------------------------------------

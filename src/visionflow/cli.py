@@ -137,7 +137,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help="auto: PyTorch on CUDA when available, else onnxruntime on CPU")
     p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads per call (0: its default)")
     p.add_argument("--num-batch-threads", type=int, default=0,
-                   help="batches run at once, each on its own thread (0: one)")
+                   help="batches run at once, each on its own thread; beyond the first, only full batches (0: one)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,6 @@ import functools
 import io
 import itertools
 import re
-from array import array as c_array
 from typing import Any
 
 import numpy as np
@@ -79,10 +78,11 @@ def _pixel_bytes(value: Any) -> np.ndarray | None:
     """Rectangular nested lists of ints 0–255 → uint8 array; None for anything else.
 
     `np.asarray` discovers a dtype over every value, then `to_uint8` range-checks and casts;
-    `array.array("B", ...)` converts, type- and range-checks in one C pass (a one-image 28×28
-    `:predict` body parses in 47 µs instead of 59).  Every other input goes the general way, so
-    results and error messages are NumPy's.  A first value that is a bool goes that way too:
-    NumPy calls an all-bool list booleans, and only a list led by a bool can be all bools.
+    `bytes(...)` converts, type- and range-checks in one C pass (a one-image 28×28 `:predict`
+    body parses in 35 µs; 59 with `np.asarray`, 48 with `array.array("B")`).  Every other input
+    goes the general way, so results and error messages are NumPy's.  A first value that is a
+    bool goes that way too: NumPy calls an all-bool list booleans, and only a list led by a bool
+    can be all bools.
     """
     level, shape = [value], []
     while type(level[0]) is list:
@@ -94,8 +94,8 @@ def _pixel_bytes(value: Any) -> np.ndarray | None:
     if type(level[0]) is not int:
         return None
     try:
-        pixels = c_array("B", level)
-    except (TypeError, OverflowError):
+        pixels = bytes(level)  # raises for anything but ints 0-255 (bools pass as 0/1, as in NumPy)
+    except (TypeError, ValueError):
         return None
     return np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
 

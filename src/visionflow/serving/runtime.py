@@ -34,9 +34,10 @@ class RuntimeOptions:
 
     `intra_op_threads` is onnxruntime's per-call thread count (0: its default, one per core).
     `batch_threads` is how many batches may run at once (TF Serving's num_batch_threads).
-    More than one lets single-threaded runtime calls use several cores, but splits the queue
-    into smaller batches, which cost more per image; on 2 cores the two effects measured about
-    even, so the default (0) is one.
+    Threads beyond the first take only full batches (see `batching`), so they give
+    single-threaded runtime calls more cores without shrinking batches.  On 2 cores the HTTP
+    handling keeps the second core busy and two threads measured within the noise of one, so
+    the default (0) is one.
     """
 
     runtime: str = "auto"
