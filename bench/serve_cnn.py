@@ -13,8 +13,9 @@ One run, one machine, the same single-image inputs for both contenders:
 Closed loop at 1, 2, 4, 8, 16, 32, 64 concurrent clients (each sends its next request when the
 previous one is answered): requests/s and p50/p99 latency.  Then `--pairs` back-to-back rounds
 of the server at its best client count and in-process at one caller per core: the throughput
-ratio is their median.  Then an open loop at half the server's saturation rate (requests sent on a fixed schedule whatever the replies do; latency
-counted from the scheduled send time, so queueing is not hidden): p50/p99 there.
+ratio is their median.  Then an open loop at half the server's saturation rate (requests sent
+on a fixed schedule whatever the replies do; latency counted from the scheduled send time, so
+queueing is not hidden): p50/p99 there.
 
     python bench/serve_cnn.py                      # MNIST from ../shared/data/mnist when present
     python bench/serve_cnn.py --client python      # no wrk (apt-get install wrk)
