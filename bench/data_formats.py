@@ -33,8 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from visionflow.tfexample import Example, image_record, parse_example  # noqa: E402
-from visionflow.tfrecord import read_records  # noqa: E402
+from visionflow.formats.tfexample import Example, image_record, parse_example  # noqa: E402
+from visionflow.formats.tfrecord import read_records  # noqa: E402
 
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
 #: The last commit whose tfrecord.py decoded Examples by hand.
@@ -139,7 +139,7 @@ def main() -> None:
         print(f"JPEG {name:<22}{per(seconds)}  {'pixel-identical to PIL' if same else 'DIFFERS from PIL'}")
 
     if not args.skip_dataset:
-        from visionflow.datasets import load_dataset
+        from visionflow.data.catalog import load_dataset
 
         with tempfile.TemporaryDirectory() as cache:
             os.environ["VISIONFLOW_CACHE"] = cache

@@ -43,10 +43,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import visionflow  # noqa: E402
-from visionflow.datasets import Dataset, dataset_from_arrays, load_dataset  # noqa: E402
-from visionflow.engine import evaluate, resolve_device  # noqa: E402
-from visionflow.pipeline import TensorBatches  # noqa: E402
-from visionflow.training import default_config  # noqa: E402
+from visionflow.core.devices import resolve_device  # noqa: E402
+from visionflow.data.base import Dataset, dataset_from_arrays  # noqa: E402
+from visionflow.data.batches import TensorBatches  # noqa: E402
+from visionflow.data.catalog import load_dataset  # noqa: E402
+from visionflow.engine.evaluation import evaluate  # noqa: E402
+from visionflow.engine.recipes import default_config  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
 
@@ -60,7 +62,7 @@ def load_data(args) -> Dataset:
     """All of CIFAR-10's training images (no validation hold-out) and its test images; tiny with --smoke."""
     if args.smoke:
         if (Path(args.data_dir) / "test-00000-of-00001.tfrecord").exists():
-            from visionflow.shards import load_tfrecord_dataset
+            from visionflow.data.shards import load_tfrecord_dataset
 
             data = load_tfrecord_dataset(Path(args.data_dir) / "test-00000-of-00001.tfrecord", 0, "cifar10")
             images, labels = data.train.images, data.train.labels

@@ -38,16 +38,17 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from train_cifar_cnn import per_image_standardization as peer_standardize  # noqa: E402
 from train_cifar_cnn import random_brightness, random_contrast  # noqa: E402
-from visionflow.augment import draw_epoch  # noqa: E402
-from visionflow.datasets import Split  # noqa: E402
-from visionflow.pipeline import TensorBatches  # noqa: E402
+from visionflow.data.augment import Augment  # noqa: E402
+from visionflow.data.base import Split  # noqa: E402
+from visionflow.data.batches import TensorBatches  # noqa: E402
+from visionflow.data.distort import draw_epoch  # noqa: E402
+from visionflow.data.shards import load_split, read_labels_file, stream_decoded_batches  # noqa: E402
+from visionflow.data.tfrecord_images import export_image_folder  # noqa: E402
+from visionflow.models.cifar_cnn import TUTORIAL_DISTORTIONS  # noqa: E402
 from visionflow.preprocessing import Preprocessing  # noqa: E402
-from visionflow.shards import load_split, read_labels_file, stream_decoded_batches  # noqa: E402
-from visionflow.tfrecord_images import export_image_folder  # noqa: E402
-from visionflow.training import TUTORIAL_DISTORTIONS  # noqa: E402
 
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
-AUGMENT = TUTORIAL_DISTORTIONS
+AUGMENT = Augment(**TUTORIAL_DISTORTIONS)
 
 
 def stream_epoch(shard: Path, count: int, batches: TensorBatches, epoch: int) -> int:

@@ -36,11 +36,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from visionflow.backbones import get_backbone  # noqa: E402
-from visionflow.imagefolder import scan_image_folder  # noqa: E402
-from visionflow.pretrained import load_pretrained  # noqa: E402
-from visionflow.retrain import retrain  # noqa: E402
-from visionflow.tfrecord_images import export_image_folder  # noqa: E402
+from visionflow.data.imagefolder import scan_image_folder  # noqa: E402
+from visionflow.data.tfrecord_images import export_image_folder  # noqa: E402
+from visionflow.models.backbones import get_backbone  # noqa: E402
+from visionflow.models.pretrained import load_pretrained  # noqa: E402
+from visionflow.transfer.retrain import retrain  # noqa: E402
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
 CATEGORIES = ("airplane", "automobile", "bird", "cat", "ship")
@@ -126,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     import timm
 
-    from visionflow.engine import resolve_device
+    from visionflow.core.devices import resolve_device
 
     device = resolve_device(args.device)
 

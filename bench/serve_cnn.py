@@ -46,8 +46,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from visionflow.export import export_model  # noqa: E402
-from visionflow.training import default_config, train  # noqa: E402
+from visionflow.engine.recipes import default_config  # noqa: E402
+from visionflow.engine.training import train  # noqa: E402
+from visionflow.export.exporter import export_model  # noqa: E402
 
 CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
@@ -55,7 +56,8 @@ MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 def trained_cnn(directory: Path, steps: int) -> tuple[Path, np.ndarray]:
     """A 28×28 cnn trained `steps` steps (MNIST when available, else random 28×28 arrays) and test images."""
-    from visionflow.datasets import dataset_from_arrays, load_dataset
+    from visionflow.data.base import dataset_from_arrays
+    from visionflow.data.catalog import load_dataset
 
     if (MNIST / "train-images-idx3-ubyte.gz").exists():
         dataset = load_dataset("mnist", MNIST)

@@ -41,12 +41,14 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import visionflow  # noqa: E402
-from visionflow.config import TrainConfig  # noqa: E402
-from visionflow.datasets import Dataset, Split, load_dataset  # noqa: E402
-from visionflow.engine import lr_at  # noqa: E402
+from visionflow.data.base import Dataset, Split  # noqa: E402
+from visionflow.data.batches import TensorBatches  # noqa: E402
+from visionflow.data.catalog import load_dataset  # noqa: E402
+from visionflow.engine.config import TrainConfig  # noqa: E402
+from visionflow.engine.optim import lr_at  # noqa: E402
+from visionflow.engine.recipes import default_config  # noqa: E402
+from visionflow.engine.training import make_run_config  # noqa: E402
 from visionflow.models import ModelSpec, build_model  # noqa: E402
-from visionflow.pipeline import TensorBatches  # noqa: E402
-from visionflow.training import default_config, make_run_config  # noqa: E402
 
 WINDOW = 20
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import visionflow  # noqa: E402
-from visionflow.datasets import load_dataset  # noqa: E402
+from visionflow.data.catalog import load_dataset  # noqa: E402
 from visionflow.models import ModelSpec, build_model  # noqa: E402
 
 FLOPS_PER_EXAMPLE = 3 * 2 * (28 * 28 * 32 * 25 + 14 * 14 * 64 * 32 * 25 + 3136 * 1024 + 1024 * 10)  # fwd+bwd

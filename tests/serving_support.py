@@ -34,7 +34,8 @@ def trained_models(factory) -> dict[str, Path]:
     (In-process: a `visionflow train` subprocess would spend most of its time importing.)
     """
     if not _trained:
-        from visionflow.training import default_config, train
+        from visionflow.engine.recipes import default_config
+        from visionflow.engine.training import train
 
         root = factory.mktemp("trained")
         for kind in MODEL_KINDS:
@@ -47,7 +48,7 @@ def trained_models(factory) -> dict[str, Path]:
 def exported_version(kind: str, factory) -> Path:
     """A pristine exported version directory of `kind` (in an export base of its own, version 1)."""
     if kind not in _exported:
-        from visionflow.export import export_model
+        from visionflow.export.exporter import export_model
 
         _exported[kind] = export_model(trained_models(factory)[kind], factory.mktemp(f"export-{kind}"), 1).path
     return _exported[kind]

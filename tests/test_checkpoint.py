@@ -3,10 +3,9 @@ import json
 import pytest
 import torch
 
-from visionflow.checkpoint import (load_checkpoint, read_index, restore_optimizer, rng_states, save_checkpoint,
-                                   weights_path)
-from visionflow.config import TrainConfig
-from visionflow.engine import make_optimizer
+from visionflow.engine.checkpoint import load_checkpoint, read_index, restore_optimizer, rng_states, save_checkpoint, weights_path
+from visionflow.engine.config import TrainConfig
+from visionflow.engine.optim import make_optimizer
 from visionflow.errors import InputError
 
 

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from conftest import CIFAR_DIR, needs_cifar
-from visionflow import cifar
-from visionflow.datasets import load_dataset
+from visionflow.data import cifar
+from visionflow.data.catalog import load_dataset
+from visionflow.data.download import extract_archive
 from visionflow.errors import InputError
-from visionflow.tfrecord import frame_record, read_records
+from visionflow.formats.tfrecord import frame_record, read_records
 
 RNG = np.random.default_rng(7)
 
@@ -252,7 +253,7 @@ def test_archive_member_escaping_the_target_is_refused(tmp_path):
         info.size = 3
         tar.addfile(info, io.BytesIO(b"bad"))
     with pytest.raises(InputError, match=r"evil.tar.gz: refusing to extract"):
-        cifar.extract_archive(archive, tmp_path / "out")
+        extract_archive(archive, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
     assert list((tmp_path / "out").iterdir()) == []
 

@@ -13,11 +13,12 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import CIFAR_DIR, needs_cifar, run_cli
-from visionflow.augment import Augment, gather_augment_flags
 from visionflow.cli import build_parser
-from visionflow.modeldir import ModelDir
-from visionflow.tfrecord import frame_record, read_records
-from visionflow.training import resolve_config
+from visionflow.cli.train import config_flags
+from visionflow.data.augment import Augment
+from visionflow.engine.modeldir import ModelDir
+from visionflow.engine.recipes import resolve_config
+from visionflow.formats.tfrecord import frame_record, read_records
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,7 @@ def small_cifar(tmp_path_factory) -> Path:
 def test_pipeline_flags_override_only_their_part_of_the_recipe(tmp_path):
     args = build_parser().parse_args(["train", "--model", "cifar-cnn", "--flip", "alternating", "--contrast", "0.5", "1.5",
                                       "--ema-decay", "0.999"])
-    flags = gather_augment_flags({k: v for k, v in vars(args).items()
-                                  if k not in ("command", "model_dir", "log_device_placement", "json")})
+    flags = config_flags(args)
     config = resolve_config(ModelDir(tmp_path / "new"), flags)
     assert config.augment == Augment(crop=24, flip="alternating", brightness=63 / 255, contrast=(0.5, 1.5),
                                      standardize="per_image")
@@ -67,7 +67,7 @@ def test_train_cifar_cnn_then_watch_evaluate_and_export(small_cifar, tmp_path, m
     with ThreadPoolExecutor(1) as pool:
         watching = pool.submit(run_cli, "evaluate", "--model-dir", model_dir, "--watch", "--json", "--poll", "0.1",
                                "--timeout", "0.5", env=env)
-        from visionflow.export import export_model
+        from visionflow.export.exporter import export_model
 
         exported = export_model(model_dir, tmp_path / "exports")
         watch = watching.result()

@@ -12,18 +12,20 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from visionflow.augment import Augment
-from visionflow.averaging import Lookahead, MovingAverage
-from visionflow.cifar_cnn import LocalResponseNorm
-from visionflow.config import RunConfig, TrainConfig
-from visionflow.datasets import dataset_from_arrays
-from visionflow.engine import Trainer, make_optimizer, optimizer_groups
-from visionflow.export import export_model
-from visionflow.fastnet import patch_whitening
-from visionflow.modeldir import ModelDir
+from visionflow.data.augment import Augment
+from visionflow.data.base import dataset_from_arrays
+from visionflow.data.batches import TensorBatches
+from visionflow.engine.averaging import Lookahead, MovingAverage
+from visionflow.engine.config import RunConfig, TrainConfig
+from visionflow.engine.loop import Trainer
+from visionflow.engine.modeldir import ModelDir
+from visionflow.engine.optim import make_optimizer, optimizer_groups
+from visionflow.engine.recipes import default_config
+from visionflow.engine.training import make_run_config
+from visionflow.export.exporter import export_model
 from visionflow.models import ModelSpec, build_model
-from visionflow.pipeline import TensorBatches
-from visionflow.training import default_config, make_run_config
+from visionflow.models.cifar_cnn import LocalResponseNorm
+from visionflow.models.fastnet import patch_whitening
 
 
 @pytest.mark.parametrize("name, shape, params", [
@@ -224,7 +226,7 @@ def test_stopping_and_resuming_equals_an_uninterrupted_run_bit_for_bit(tmp_path,
 
 def _model_dir_with_checkpoint(directory, model: str, options: dict, augment: Augment):
     """A model directory holding an untrained (but initialised) model: enough to export."""
-    from visionflow.checkpoint import save_checkpoint
+    from visionflow.engine.checkpoint import save_checkpoint
 
     dataset = _tiny_cifar(32)
     config = dataclasses.replace(default_config(model, "arrays"), augment=augment)

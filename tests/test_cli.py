@@ -148,7 +148,7 @@ def test_bad_predict_inputs(trained_digits, tmp_path):
 
 
 def test_corrupt_idx_data_dir(tmp_path):
-    from visionflow.idx import write_idx
+    from visionflow.formats.idx import write_idx
 
     data = tmp_path / "data"
     rng = np.random.default_rng(0)

@@ -3,7 +3,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from visionflow.config import RunConfig, TrainConfig
+from visionflow.engine.config import RunConfig, TrainConfig
 from visionflow.errors import InputError
 from visionflow.models import ModelSpec
 from visionflow.preprocessing import Preprocessing

@@ -11,12 +11,12 @@ from PIL import Image
 
 from conftest import CIFAR_DIR, assert_one_line_error, needs_cifar, run_cli
 from test_cifar import write_cifar10_binary
-from visionflow.convert import convert
-from visionflow.datasets import load_dataset
+from visionflow.data.catalog import load_dataset
+from visionflow.data.convert import convert
+from visionflow.data.imagefolder import which_set
 from visionflow.errors import InputError
-from visionflow.imagefolder import which_set
-from visionflow.tfexample import image_record
-from visionflow.tfrecord import frame_record, read_records
+from visionflow.formats.tfexample import image_record
+from visionflow.formats.tfrecord import frame_record, read_records
 
 
 @pytest.fixture(autouse=True)

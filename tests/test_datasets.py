@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import FASHION_DIR, MNIST_DIR, needs_fashion, needs_mnist
-from visionflow.datasets import IDX_DATASETS, dataset_from_arrays, load_dataset, verify_idx_download
+from visionflow.data.base import dataset_from_arrays
+from visionflow.data.catalog import load_dataset
+from visionflow.data.mnist import IDX_DATASETS, verify_idx_download
 from visionflow.errors import InputError
-from visionflow.idx import encode_idx, write_idx
+from visionflow.formats.idx import encode_idx, write_idx
 
 
 @needs_mnist

@@ -16,13 +16,15 @@ from safetensors.torch import load_file, save_file
 
 from conftest import assert_one_line_error, run_cli, snapshot
 from serving_support import trained_models
-from visionflow.datasets import load_dataset
-from visionflow.engine import predict_probabilities
+from visionflow.data.catalog import load_dataset
+from visionflow.engine.evaluation import load_model
+from visionflow.engine.modeldir import ModelDir
 from visionflow.errors import InputError
-from visionflow.evaluation import load_model
-from visionflow.export import DEFAULT_TOLERANCE, ServingGraph, export_model, verify_export
-from visionflow.exportdir import VERSION_FILES, ExportBase, Signature
-from visionflow.modeldir import ModelDir
+from visionflow.export.exportdir import VERSION_FILES, ExportBase, Signature
+from visionflow.export.exporter import export_model
+from visionflow.export.graph import ServingGraph
+from visionflow.export.verify import DEFAULT_TOLERANCE, verify_export
+from visionflow.infer.predict import predict_probabilities
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from visionflow.errors import InputError
-from visionflow.idx import encode_idx, parse_idx, read_idx, write_idx
+from visionflow.formats.idx import encode_idx, parse_idx, read_idx, write_idx
 
 DTYPES = [np.uint8, np.int8, np.dtype(">i2"), np.dtype(">i4"), np.dtype(">f4"), np.dtype(">f8")]
 

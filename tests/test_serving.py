@@ -31,13 +31,13 @@ from PIL import Image
 
 from conftest import assert_one_line_error, run_cli
 from serving_support import Server, exported_version, publish_copy, trained_models
-from visionflow.datasets import load_dataset
-from visionflow.engine import predict_probabilities
+from visionflow.data.catalog import load_dataset
+from visionflow.engine.evaluation import load_model
+from visionflow.engine.modeldir import ModelDir
 from visionflow.errors import InputError
-from visionflow.evaluation import load_model
-from visionflow.export import export_model
-from visionflow.exportdir import Signature
-from visionflow.modeldir import ModelDir
+from visionflow.export.exportdir import Signature
+from visionflow.export.exporter import export_model
+from visionflow.infer.predict import predict_probabilities
 from visionflow.preprocessing import Preprocessing
 from visionflow.serving.errors import RequestError
 from visionflow.serving.images import numbers_array

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from visionflow.datasets import load_dataset
+from visionflow.data.catalog import load_dataset
+from visionflow.data.shards import find_shards, load_split, split_of, stream_decoded_batches, stream_image_records
 from visionflow.errors import InputError
-from visionflow.imagecodec import encode_png
-from visionflow.shards import (find_shards, load_split, split_of, stream_decoded_batches, stream_image_records)
-from visionflow.tfexample import encode_example, image_example
-from visionflow.tfrecord import write_records
+from visionflow.formats.imagecodec import encode_png
+from visionflow.formats.tfexample import encode_example, image_example
+from visionflow.formats.tfrecord import write_records
 
 RNG = np.random.default_rng(3)
 

@@ -59,8 +59,8 @@ def test_terminal_gets_a_progress_bar_and_pipes_get_plain_lines(tmp_path):
 def test_mistakes_grid_only_when_there_are_mistakes(tmp_path):
     import numpy as np
 
-    from visionflow.metrics import EvalResult
-    from visionflow.plots import save_mistakes_grid
+    from visionflow.engine.metrics import EvalResult
+    from visionflow.engine.plots import save_mistakes_grid
 
     images = np.zeros((4, 8, 8, 1), np.uint8)
     labels = np.array([0, 1, 1, 0])

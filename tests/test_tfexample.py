@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from conftest import CIFAR_DIR, needs_cifar
 from visionflow.errors import InputError
-from visionflow.tfexample import (ImageRecord, encode_example, image_example, image_record, parse_example,
-                                  read_examples)
-from visionflow.tfrecord import TFRecordError, read_records
+from visionflow.formats.tfexample import ImageRecord, encode_example, image_example, image_record, parse_example, read_examples
+from visionflow.formats.tfrecord import TFRecordError, read_records
 
 
 EXAMPLE_PROTO = """

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import CIFAR_DIR, needs_cifar
 from visionflow.errors import InputError
-from visionflow.tfrecord import TFRecordError, frame_record, iter_records, masked_crc32c, read_records, write_records
+from visionflow.formats.tfrecord import TFRecordError, frame_record, iter_records, masked_crc32c, read_records, write_records
 
 
 def test_masked_crc_of_the_rfc_check_value():

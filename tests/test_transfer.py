@@ -17,13 +17,13 @@ import torch
 
 from conftest import SHARED, assert_one_line_error, run_cli
 from visionflow import cli
-from visionflow.backbones import get_backbone
+from visionflow.data.tfrecord_images import export_image_folder
+from visionflow.engine.evaluation import evaluate_model_dir
 from visionflow.errors import InputError
-from visionflow.evaluation import evaluate_model_dir
-from visionflow.imagenet import classify_images
-from visionflow.pretrained import load_pretrained
-from visionflow.retrain import LOG_FILE, retrain
-from visionflow.tfrecord_images import export_image_folder
+from visionflow.infer.imagenet import classify_images
+from visionflow.models.backbones import get_backbone
+from visionflow.models.pretrained import load_pretrained
+from visionflow.transfer.retrain import LOG_FILE, retrain
 
 CIFAR = SHARED / "data" / "cifar10-jpeg"
 CATEGORIES = ("automobile", "frog", "ship")
@@ -138,12 +138,13 @@ def test_retrained_dir_evaluates_from_the_images_like_retrain_did(retrained):
 
 
 def test_retrained_export_is_verified_on_the_folders_real_test_photos(retrained, tmp_path):
-    export = pytest.importorskip("visionflow.export")
+    exporter = pytest.importorskip("visionflow.export.exporter")
+    from visionflow.export.verify import VERIFY_EXAMPLES
     model_dir, _, outcome, _ = retrained
-    version = export.export_model(model_dir, tmp_path / "exports").path
+    version = exporter.export_model(model_dir, tmp_path / "exports").path
     verification = json.loads((version / "signature.json").read_text())["verification"]
     assert verification["source"] == "image-folder test split"
-    assert verification["examples"] == min(outcome.test.count, export.VERIFY_EXAMPLES)
+    assert verification["examples"] == min(outcome.test.count, VERIFY_EXAMPLES)
 
 
 def test_label_image_prints_label_score_lines(retrained, photo_folder, capsys):

@@ -13,18 +13,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from visionflow.backbones import get_backbone
-from visionflow.bottlenecks import BottleneckCache, compute_bottlenecks
-from visionflow.config import RunConfig
-from visionflow.efficientnet_weights import to_timm_names
+from visionflow.data.augment import RETRAIN_DISTORTIONS
+from visionflow.data.base import Split
+from visionflow.data.batches import TensorBatches
+from visionflow.data.distort import Draws, draw_epoch, photometric, zoom
+from visionflow.data.imagefolder import scan_image_folder, which_set
+from visionflow.engine.config import RunConfig
 from visionflow.errors import InputError
-from visionflow.imagefolder import scan_image_folder, which_set
-from visionflow.labeling import label_lines, rank
+from visionflow.infer.labeling import label_lines, rank
+from visionflow.models.backbones import get_backbone
+from visionflow.models.efficientnet_weights import to_timm_names
+from visionflow.models.pretrained import Weights, read_state_dict
+from visionflow.models.transfer import TransferClassifier
 from visionflow.preprocessing import Preprocessing
-from visionflow.pretrained import Weights, read_state_dict
-from visionflow.transfer import TransferClassifier
-from visionflow.transfer_batches import DistortedBatches, Distortions, distort, feature_batches
-from visionflow.datasets import Split
+from visionflow.transfer.bottlenecks import BottleneckCache, compute_bottlenecks
 
 PRE = Preprocessing(3, 8, 8, (0.5,) * 3, (0.5,) * 3, "bilinear", 0.875)
 
@@ -91,7 +93,7 @@ def test_old_config_without_the_new_fields_still_loads():
            "class_names": list("0123456789"), "format": 1}
     run = RunConfig.from_json(json.dumps(raw))
     assert run.preprocessing.crop is None and run.train.validation_percentage is None
-    assert not run.train.distortions and not run.train.fine_tune
+    assert not run.train.augment.distorts and not run.train.fine_tune
 
 
 def test_bottleneck_cache_keys_and_recomputation(tmp_path):
@@ -125,30 +127,39 @@ def test_bottleneck_cache_keys_and_recomputation(tmp_path):
     assert cache.get("f" * 64) is None
 
 
-def test_distortions_are_random_per_draw_reproducible_and_in_range():
-    images = torch.randint(0, 256, (6, 16, 16, 3), dtype=torch.uint8)
-    a = distort(images, torch.Generator().manual_seed(3), Distortions())
-    b = distort(images, torch.Generator().manual_seed(3), Distortions())
-    c = distort(images, torch.Generator().manual_seed(4), Distortions())
-    assert a.shape == (6, 16, 16, 3) and torch.equal(a, b) and not torch.equal(a, c)
-    assert a.min() >= 0 and a.max() <= 255
-    none = distort(images, torch.Generator().manual_seed(3), Distortions(crop=0.0, flip=False, brightness=0.0))
-    assert torch.allclose(none, images.float(), atol=1e-3)
-    flipped = distort(images, torch.Generator(), Distortions(crop=0.0, flip=True, brightness=0.0))
-    mirrored = [torch.allclose(f, i.float().flip(1), atol=1e-3) for f, i in zip(flipped, images)]
-    unchanged = [torch.allclose(f, i.float(), atol=1e-3) for f, i in zip(flipped, images)]
-    assert all(m or u for m, u in zip(mirrored, unchanged))
+def test_retrain_distortions_are_drawn_within_their_ranges():
+    d = draw_epoch(RETRAIN_DISTORTIONS, 20000, 16, 16, seed=3, epoch=1)
+    kept, cx, cy = d.zoom.unbind(1)
+    assert kept.min() > 0.9 - 1e-6 and kept.max() <= 1.0 and kept.min() < 0.901 and kept.max() > 0.999
+    assert (cx.abs() <= 1 - kept + 1e-6).all() and (cy.abs() <= 1 - kept + 1e-6).all()
+    assert d.factor.min() >= 0.9 and d.factor.max() < 1.1 and 0.47 < d.flip.float().mean() < 0.53
+    assert d.top is None and d.brightness is None  # nothing else is drawn
 
 
-def test_distorted_batches_replay_exactly_from_any_batch():
+def test_zoom_scales_the_kept_window_back_to_full_size_and_brightness_factor_clips():
+    images = torch.randint(0, 256, (2, 3, 16, 16)).float()
+    assert torch.allclose(zoom(images, torch.tensor([[1.0, 0.0, 0.0]] * 2)), images, atol=1e-3)
+    # half of each side, centred on the top-left quarter: that quarter scaled up 2x (the last output
+    # row and column blend with the pixels beyond the window, which a crop-then-resize cannot see)
+    quarter = zoom(images, torch.tensor([[0.5, -0.5, -0.5]] * 2))
+    want = torch.nn.functional.interpolate(images[:, :, :8, :8], scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(quarter[..., :15, :15], want[..., :15, :15], atol=1e-3)
+    brighter = photometric(images, Draws(factor=torch.tensor([1.5, 0.5])))
+    assert torch.equal(brighter[0], (images[0] * 1.5).clamp(0, 255)) and torch.equal(brighter[1], images[1] * 0.5)
+    assert brighter.max() <= 255
+
+
+def test_distorted_photo_batches_replay_exactly_from_any_batch():
     split = Split(np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8), np.arange(20) % 2)
-    batches = DistortedBatches(split, PRE, 4, torch.device("cpu"), seed=5)
+    batches = TensorBatches(split, PRE, 4, "cpu", shuffle=True, seed=5, drop_last=True, augment=RETRAIN_DISTORTIONS)
     full = list(batches.epoch(2))
     resumed = list(batches.epoch(2, start=3))
     assert len(full) == 5 and len(resumed) == 2
     for (x, y), (rx, ry) in zip(full[3:], resumed):
         assert torch.equal(x, rx) and torch.equal(y, ry)
     assert full[0][0].shape == (4, 3, 8, 8)
+    plain = next(iter(TensorBatches(split, PRE, 4, "cpu", shuffle=True, seed=5, drop_last=True).epoch(2)))[0]
+    assert not torch.equal(full[0][0], plain)  # the distortions did change the images
 
 
 def test_transfer_classifier_takes_images_or_bottlenecks_and_freezes_its_backbone():
@@ -163,7 +174,7 @@ def test_transfer_classifier_takes_images_or_bottlenecks_and_freezes_its_backbon
     net.set_fine_tune(True)
     assert net.backbone.training and all(p.requires_grad for p in net.backbone.parameters())
     features = np.random.default_rng(1).standard_normal((10, 4)).astype(np.float32)
-    (x, y), *_ = feature_batches(features, np.arange(10) % 3, 4, torch.device("cpu")).epoch(0)
+    (x, y), *_ = TensorBatches(Split(features, np.arange(10) % 3), None, 4, "cpu").epoch(0)
     assert torch.equal(x, torch.from_numpy(features[:4])) and net(x).shape == (4, 3)
 
 
@@ -201,15 +212,15 @@ def test_top_k_ranking_and_lines():
 
 def test_label_image_reads_an_exported_version_like_the_model_dir(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    export = pytest.importorskip("visionflow.export")
+    exporter = pytest.importorskip("visionflow.export.exporter")
     from visionflow import cli
-    from visionflow.config import TrainConfig
-    from visionflow.datasets import load_dataset
-    from visionflow.training import train
+    from visionflow.data.catalog import load_dataset
+    from visionflow.engine.config import TrainConfig
+    from visionflow.engine.training import train
 
     train(TrainConfig(model="mlp", dataset="digits", steps=30, batch_size=64, device="cpu", log_every=30),
           tmp_path / "mlp", progress_stream=open(tmp_path / "log.txt", "w"))
-    version = export.export_model(tmp_path / "mlp", tmp_path / "exports").path
+    version = exporter.export_model(tmp_path / "mlp", tmp_path / "exports").path
     digits = load_dataset("digits").test.images[:3]
     paths = []
     for i, image in enumerate(digits):

@@ -1,18 +1,66 @@
-"""visionflow: train, evaluate and use image classifiers on PyTorch."""
+"""visionflow: train, evaluate, export, serve and use image classifiers on PyTorch.
 
-from .api import Classifier
-from .config import RunConfig, TrainConfig
-from .datasets import Dataset, Split, dataset_from_arrays, load_dataset
-from .engine import Trainer, evaluate
+The package is built in layers; imports run downward only (import-linter contracts in
+pyproject.toml, checked by CI and tests/test_architecture.py; docs/architecture.md explains):
+
+    cli | api                  the faces: the `visionflow` command, the Python API
+    serving                    HTTP serving of exported versions (never imports train or data)
+    infer | transfer           predictions and labels for new inputs | retraining a pretrained network
+    export                     exported versions: signature, serving graph, ONNX, verification
+    engine                     training: config, recipes, the loop, callbacks, checkpoints, evaluation
+    data | models              datasets and the input pipeline | the network registry and families
+    formats | preprocessing    IDX, TFRecord, Example, images, safe pickles | the model's input contract
+    core                       atomic files, cache paths, devices and precision, progress, typed config
+    errors                     the exceptions every layer raises
+
+Nothing heavy is imported here: the public names below load on first use, so `visionflow
+--help`, `import visionflow.serving` and reading a saved config do not pay for torch or the engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .core.version import VERSION as __version__
 from .errors import DivergedError, InputError, VisionflowError
-from .metrics import EvalResult
-from .models import ModelSpec, build_model, model_names, register_model
-from .training import default_config, train
 
-__version__ = "0.1.0"
+#: Public name → the module that defines it (imported on first access).
+_LAZY = {
+    "Classifier": "visionflow.api",
+    "Callback": "visionflow.engine.callbacks",
+    "Dataset": "visionflow.data.base",
+    "Split": "visionflow.data.base",
+    "dataset_from_arrays": "visionflow.data.base",
+    "load_dataset": "visionflow.data.catalog",
+    "EvalResult": "visionflow.engine.metrics",
+    "ModelSpec": "visionflow.models.spec",
+    "build_model": "visionflow.models.registry",
+    "model_names": "visionflow.models.registry",
+    "register_model": "visionflow.models.registry",
+    "RunConfig": "visionflow.engine.config",
+    "TrainConfig": "visionflow.engine.config",
+    "Trainer": "visionflow.engine.loop",
+    "default_config": "visionflow.engine.recipes",
+    "evaluate": "visionflow.engine.evaluation",
+    "train": "visionflow.engine.training",
+}
 
 __all__ = [
-    "Classifier", "Dataset", "DivergedError", "EvalResult", "InputError", "ModelSpec", "RunConfig", "Split",
-    "TrainConfig", "Trainer", "VisionflowError", "build_model", "dataset_from_arrays", "default_config",
-    "evaluate", "load_dataset", "model_names", "register_model", "train",
+    "Callback", "Classifier", "Dataset", "DivergedError", "EvalResult", "InputError", "ModelSpec", "RunConfig",
+    "Split", "TrainConfig", "Trainer", "VisionflowError", "__version__", "build_model", "dataset_from_arrays",
+    "default_config", "evaluate", "load_dataset", "model_names", "register_model", "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'visionflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

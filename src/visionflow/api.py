@@ -16,15 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
-from .datasets import Dataset, dataset_from_arrays, load_dataset
-from .engine import Callback, evaluate, predict_probabilities, resolve_device
-from .evaluation import load_model
-from .metrics import EvalResult
-from .modeldir import ModelDir
-from .pipeline import TensorBatches
-from .predict import pixel_batch
-from .training import TrainOutcome, resolve_config, train
+from .core.devices import resolve_device
+from .data.base import Dataset, dataset_from_arrays
+from .data.batches import TensorBatches
+from .data.catalog import load_dataset
+from .infer.predict import pixel_batch, predict_probabilities
+from .engine.config import TrainConfig
+from .engine.evaluation import evaluate, load_model
+from .engine.metrics import EvalResult
+from .engine.modeldir import ModelDir
+from .engine.recipes import resolve_config
+from .engine.training import TrainOutcome, train
 
 DataLike = Dataset | str | tuple[np.ndarray, np.ndarray] | None
 
@@ -52,7 +54,7 @@ class Classifier:
         self._module: nn.Module | None = None
 
     def train(self, data: DataLike = None, steps: int | None = None, epochs: float | None = None,
-              callbacks: Sequence[Callback] = ()) -> TrainOutcome:
+              callbacks: Sequence[Any] = ()) -> TrainOutcome:
         """Train until global step `steps` (or for `epochs`), continuing from the directory."""
         if steps is not None or epochs is not None:
             self.config = dataclasses.replace(self.config, steps=steps, epochs=epochs)

@@ -1,8 +1,14 @@
-"""Preprocessing that travels with a model: input size, channels and normalisation.
+"""The model's input contract: how raw pixels become model input, saved with every model.
 
-Training, evaluation, prediction (and, later, export and serving) all turn raw uint8 pixels
-into model input through one `Preprocessing`, whose settings are saved in the model directory,
-so a model is always fed exactly the way it was trained.
+Training, evaluation, prediction, export and serving all turn raw uint8 pixels into model
+input through one `Preprocessing`, whose settings are saved in the model directory and in
+every exported signature, so a model is always fed exactly the way it was trained.  The
+evaluation-time operations that contract names — the central crop, TensorFlow's per-image
+standardization and the test-time augmentation views — live here too: training distortions
+(data.distort) build on them, export and serving apply them, and none of those import each other.
+
+torch and numpy are imported by the functions that use them, not by this module: reading a
+saved contract (config.json, signature.json) must not cost a torch import.
 """
 
 from __future__ import annotations
@@ -10,14 +16,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
-
-import numpy as np
-import torch
-
-from .augment import center_crop, per_image_standardization
+from typing import TYPE_CHECKING, Callable, Optional
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
     from PIL import Image
 
 
@@ -35,8 +38,8 @@ class Preprocessing:
     `center_crop` (H, W) is the central window of the raw image the model sees, for models
     trained on random crops (the CIFAR-10 tutorial's 24×24 of 32×32).  `standardize` is
     "channel" (the fixed per-channel mean/std) or "per_image" (TF's `per_image_standardization`
-    of each image).  `tta` is the test-time augmentation level (see `augment.tta_logits`) used
-    by evaluation, prediction and export.  All three travel with the model to serving.
+    of each image).  `tta` is the test-time augmentation level (see `tta_logits`) used
+    by evaluation, prediction and export (`tta_logits`).  All three travel with the model to serving.
     """
 
     channels: int
@@ -74,6 +77,8 @@ class Preprocessing:
         `scale` and `shift` are the per-channel constants as (1, C, 1, 1) tensors when the caller
         holds them (the export graph keeps them as buffers); by default they are made once per device.
         """
+        import torch
+
         if self.standardize == "per_image":
             return per_image_standardization(x).contiguous(memory_format=torch.channels_last)
         if scale is None or shift is None:
@@ -82,13 +87,15 @@ class Preprocessing:
             scale, shift = affine(self.mean, self.std, x.device)
         return torch.addcmul(-shift, x, scale).contiguous(memory_format=torch.channels_last)
 
-    def fit_image(self, image: "Image.Image") -> np.ndarray:
+    def fit_image(self, image: Image.Image) -> np.ndarray:
         """A decoded PIL image of any size → (H, W, C) uint8 with this model's size and channels.
 
         Without `crop` the image is stretched to width×height.  With `crop` it is scaled,
         keeping its aspect ratio, until it covers (width/crop)×(height/crop) (rounded down, as
         timm's evaluation transform does), and the central width×height is kept.
         """
+        import numpy as np
+
         image = image.convert("L" if self.channels == 1 else "RGB")
         resample = resample_filter(self.resize)
         if self.crop is None:
@@ -121,6 +128,8 @@ def _make_affine(mean: tuple[float, ...], std: tuple[float, ...],
     Building them per batch would cost two blocking host-to-device copies per step on a GPU,
     each of which stalls the host until all queued kernels finish.
     """
+    import torch
+
     scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, -1, 1, 1)
     shift = torch.tensor([m / s for m, s in zip(mean, std)], device=device).view(1, -1, 1, 1)
     return scale, shift
@@ -128,6 +137,8 @@ def _make_affine(mean: tuple[float, ...], std: tuple[float, ...],
 
 def fit_preprocessing(images: np.ndarray) -> Preprocessing:
     """Per-channel mean/std of (N, H, W, C) uint8 training images (in 0–1 units)."""
+    import numpy as np
+
     n, h, w, c = images.shape
     x = images.reshape(-1, c).astype(np.float64) / 255.0
     mean = x.mean(axis=0)
@@ -138,3 +149,56 @@ def fit_preprocessing(images: np.ndarray) -> Preprocessing:
 
 
 _affine = functools.lru_cache(maxsize=64)(_make_affine)
+
+
+def center_crop(images: torch.Tensor, height: int, width: int, channels_last: bool = True) -> torch.Tensor:
+    """The central height×width window (TF `resize_image_with_crop_or_pad` when cropping, as the
+    tutorial's evaluation input: offsets (H - height) // 2 and (W - width) // 2).
+
+    `images` is (N, H, W, C) when `channels_last`, else (N, C, H, W); the result is a view.
+    """
+    h, w = (images.shape[1], images.shape[2]) if channels_last else (images.shape[2], images.shape[3])
+    if (h, w) == (height, width):
+        return images
+    top, left = (h - height) // 2, (w - width) // 2
+    if channels_last:
+        return images[:, top:top + height, left:left + width, :]
+    return images[:, :, top:top + height, left:left + width]
+
+
+def per_image_standardization(x: torch.Tensor) -> torch.Tensor:
+    """TF `per_image_standardization` of (B, C, H, W) floats: (x - mean) / max(std, 1/sqrt(C·H·W)).
+
+    Mean and (population) standard deviation are over all C·H·W values of each image, in the
+    units given (the tutorial feeds 0–255 floats; the 1/sqrt(N) floor is in those units too).
+    """
+    n = x.shape[1] * x.shape[2] * x.shape[3]
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = (x - mean).square().mean(dim=(1, 2, 3), keepdim=True).sqrt()
+    return (x - mean) / std.clamp(min=1.0 / math.sqrt(n))
+
+
+def tta_logits(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, level: int) -> torch.Tensor:
+    """Logits of `model` averaged over test-time views of normalised inputs `x` (B, C, H, W).
+
+    Level 0: x itself.  1: mean of x and its mirror image.  2: half the level-1 logits plus half the
+    mean of level 1 on two copies of x translated by one pixel (up-left and down-right, reflect
+    padded) — airbench's `infer_mirror_translate`.
+    """
+    if level <= 0:
+        return model(x)
+    import torch
+    import torch.nn.functional as F
+
+    def mirror(inputs: torch.Tensor) -> torch.Tensor:
+        return 0.5 * model(inputs) + 0.5 * model(inputs.flip(-1))
+
+    logits = mirror(x)
+    if level == 1:
+        return logits
+    h, w = x.shape[2], x.shape[3]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[:, :, 0:h, 0:w], padded[:, :, 2:h + 2, 2:w + 2]]
+    translated = 0.5 * mirror(shifted[0].contiguous(memory_format=torch.channels_last)) + \
+        0.5 * mirror(shifted[1].contiguous(memory_format=torch.channels_last))
+    return 0.5 * logits + 0.5 * translated

@@ -7,8 +7,13 @@
   batching        dynamic batching: concurrent requests merged into one runtime call
   versions        watching the export base, hot-swapping versions, labels and leases
   monitoring      Prometheus metrics
-  tfserving       the /v1 endpoints;  kserve: the /v2 endpoints
-  app             the ASGI application;  server: uvicorn, banner;  client: `predict --server`
+  core            what every endpoint shares: options, versions, bodies, errors, replies
+  tfserving       the /v1 endpoints;  kserve: the /v2 endpoints (both built on core)
+  app             the ASGI application: routes and lifespan
+  server          uvicorn, banner;  transport: one write per reply;  client: `predict --server`
+
+This package imports the export signature and graph, the model registry and the input contract,
+never the training engine or the datasets, so a server starts without them.
 """
 
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20  # here, not in app.py, so the CLI can show it without importing starlette

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..config import from_dict
+from ..core.typed import from_dict
 from ..errors import InputError
-from ..predict import Prediction, read_inputs, to_predictions
+from ..infer.predict import Prediction, read_inputs, to_predictions
 from ..preprocessing import Preprocessing
 
 CHUNK = 256  # images per request: bounded bodies, whatever the size of a .npy batch

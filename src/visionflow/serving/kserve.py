@@ -15,10 +15,10 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import __version__
-from ..exportdir import TensorSpec
+from ..core.version import VERSION
+from ..export.exportdir import TensorSpec
 from ..preprocessing import Preprocessing
-from .app import Call, Serving, json_response, require_method
+from .core import Call, Serving, json_response, require_method
 from .errors import not_found
 from .rest_payloads import parse_json
 from .v2_tensors import OUTPUT_DATATYPES, InferRequest, encode_response, parse_infer, split_body
@@ -30,7 +30,7 @@ EXTENSIONS = ["binary_tensor_data", "classification"]
 async def server_metadata(request: Request, serving: Serving, call: Call) -> Response:
     require_method(request, "GET")
     call.api = "v2_server_metadata"
-    return json_response({"name": "visionflow", "version": __version__, "extensions": EXTENSIONS})
+    return json_response({"name": "visionflow", "version": VERSION, "extensions": EXTENSIONS})
 
 
 async def health(request: Request, serving: Serving, call: Call) -> Response:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..exportdir import INPUT_NAME
+from ..export.exportdir import INPUT_NAME
 from ..preprocessing import Preprocessing
 from .errors import bad_request
 from .images import b64_bytes, decode_image, image_batch, numbers_array, one_image

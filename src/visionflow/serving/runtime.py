@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ..errors import InputError
-from ..exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature, check_onnx_model
+from ..export.exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature, check_onnx_model
 from .batching import Arrivals, DynamicBatcher, Outputs
 
 RUNTIMES = ("auto", "onnxruntime", "torch")
@@ -80,7 +80,7 @@ class TorchRunner:
         import torch
         from safetensors.torch import load_file
 
-        from ..export import ServingGraph
+        from ..export.graph import ServingGraph
         from ..models import build_model
 
         check_onnx_model(directory / "model.onnx")

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from ..errors import InputError
-from ..exportdir import check_label, check_version, parse_version
+from ..export.exportdir import check_label, check_version, parse_version
 from ..preprocessing import Preprocessing
-from .app import ServeOptions, Serving, build_app
+from .app import build_app
+from .core import ServeOptions, Serving
 from .runtime import RuntimeOptions
 from .transport import http_protocol
 from .versions import VersionPolicy

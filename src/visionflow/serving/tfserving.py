@@ -18,9 +18,9 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..exportdir import Signature, TensorSpec
+from ..export.exportdir import Signature, TensorSpec
 from ..preprocessing import Preprocessing
-from .app import Call, Serving, json_response, require_method
+from .core import Call, Serving, json_response, require_method
 from .errors import bad_request, not_found
 from .rest_payloads import PredictRequest, parse_classify, parse_json, parse_predict
 

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import orjson
 
-from ..exportdir import INPUT_NAME, OUTPUT_NAMES
+from ..export.exportdir import INPUT_NAME, OUTPUT_NAMES
 from ..preprocessing import Preprocessing
 from .errors import bad_request
 from .images import b64_bytes, decode_image, image_batch, numbers_array

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..errors import InputError
-from ..exportdir import ExportBase, Fingerprint
+from ..export.exportdir import ExportBase, Fingerprint
 from .errors import RequestError, not_found
 from .runtime import ServedVersion
 

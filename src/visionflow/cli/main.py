@@ -1,0 +1,45 @@
+"""The `visionflow` command: one parser assembled from the command modules, and the one place
+that turns errors into exit codes.
+
+Every command module (train, evaluate, predict, board, serve, data) adds its sub-commands with
+`add_commands(sub)`, each bound to the function that runs it.  Building the parser imports
+neither torch nor numpy — a command imports what it needs when it runs — so `visionflow --help`
+and `visionflow CMD --help` answer at once.  A new command lands in one of these modules (or a
+new one listed in COMMAND_MODULES).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..errors import VisionflowError
+from . import board, data, evaluate, predict, serve, train
+from .common import Parser
+
+COMMAND_MODULES = (train, evaluate, predict, board, serve, data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="visionflow", description="Train, evaluate, export, serve and use image classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for module in COMMAND_MODULES:
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except VisionflowError as e:
+        print(f"visionflow: error: {e}" if e.exit_code == 2 else f"visionflow: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("visionflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""`visionflow export` and `visionflow serve`: from a model directory to a running server."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import require_extra
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    ex = sub.add_parser("export", help="export a model directory as a verified, servable version")
+    ex.add_argument("--model-dir", required=True, help="the model directory whose latest checkpoint to export")
+    ex.add_argument("--export-base", required=True, help="directory of versions; writes EXPORT_BASE/<version>/")
+    ex.add_argument("--version", type=int, default=None, help="version number (default: the next one)")
+    ex.set_defaults(run=cmd_export)
+    serve_args(sub.add_parser("serve", help="serve exported versions (TF Serving REST and KServe V2 APIs)"))
+
+
+def serve_args(p: argparse.ArgumentParser) -> None:
+    from ..serving import DEFAULT_MAX_BODY_BYTES
+
+    p.add_argument("--model-base-path", required=True, help="the export base (numbered version directories)")
+    p.add_argument("--model-name", required=True, help="the name clients use in /v1/models/NAME and /v2/models/NAME")
+    p.add_argument("--port", type=int, default=8501, help="TCP port (0: any free port, printed at start)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
+    p.add_argument("--version-policy", choices=("latest", "all", "specific"), default="latest")
+    p.add_argument("--versions", type=int, nargs="+", default=(), metavar="N", help="with --version-policy specific")
+    p.add_argument("--version-labels", nargs="+", default=(), metavar="LABEL=N",
+                   help="version labels such as stable=1 (also read from BASE/labels.json)")
+    p.add_argument("--max-batch-size", type=int, default=32, help="images per merged runtime call")
+    p.add_argument("--batch-timeout-micros", type=int, default=1000,
+                   help="how long a part-filled batch may wait for requests still arriving")
+    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger requests get 413")
+    p.add_argument("--runtime", choices=("auto", "onnxruntime", "torch"), default="auto",
+                   help="auto: PyTorch on CUDA when available, else onnxruntime on CPU")
+    p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads per call (0: its default)")
+    p.add_argument("--num-batch-threads", type=int, default=0,
+                   help="batches run at once, each on its own thread; beyond the first, only full batches (0: one)")
+    p.set_defaults(run=cmd_serve)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    require_extra("serve", "onnx", "onnxruntime", "onnxscript")
+    from ..export.exporter import export_model
+
+    result = export_model(args.model_dir, args.export_base, args.version)
+    check = result.verification
+    print(f"exported {result.model} at global step {result.global_step} as version {result.version}: {result.path}")
+    print(f"  verified: onnxruntime matches PyTorch on {check.examples} examples ({check.source}), "
+          f"max |dp| {check.max_abs_diff:.1e} <= {check.tolerance:g}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    require_extra("serve", "starlette", "uvicorn", "onnxruntime", "prometheus_client", "orjson")
+    from ..serving.server import options_from_args, serve
+
+    return serve(options_from_args(args))

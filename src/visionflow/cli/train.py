@@ -1,0 +1,199 @@
+"""`visionflow train` and `visionflow retrain`: flags → config → the engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..data.augment import FLIPS, PAD_MODES, STANDARDIZATIONS, TTA_LEVELS
+from ..errors import InputError
+from .common import S, backbone_help, loop_args
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train (or continue training) a model directory")
+    train_args(p)
+    p.set_defaults(run=cmd_train)
+    p = sub.add_parser("retrain", help="retrain a pretrained network for the categories of an image folder")
+    retrain_args(p)
+    p.set_defaults(run=cmd_retrain)
+
+
+def train_args(p: argparse.ArgumentParser) -> None:
+    from ..data.catalog import DATASETS, dataset_names
+    from ..models import model_names
+    from ..engine.config import PRECISIONS, SCHEDULES
+
+    p.add_argument("--model", default=S, help=f"registered model: {', '.join(model_names())} (default cnn)")
+    p.add_argument("--dataset", default=S, choices=dataset_names(),
+                   help="; ".join(f"{name}: {summary}" for name, (_, summary) in DATASETS.items()))
+    p.add_argument("--data-dir", default=S,
+                   help="read the dataset from DIR (cifar: TFRecord shards, binary or python batches, or their "
+                        "archive; tfrecord: a directory, glob or file of shards)")
+    p.add_argument("--model-dir", default=None, help="where the run lives (default runs/MODEL-DATASET)")
+    loop_args(p, "passes over the training split")
+    p.add_argument("--momentum", type=float, default=S, help="for --optimizer momentum")
+    p.add_argument("--weight-decay", type=float, default=S)
+    p.add_argument("--schedule", choices=SCHEDULES, default=S, help="learning-rate schedule (default onecycle)")
+    p.add_argument("--warmup", type=float, default=S, help="warm-up as a fraction of the run")
+    p.add_argument("--label-smoothing", type=float, default=S)
+    p.add_argument("--lr-start-factor", type=float, default=S, help="--schedule linear: start at this fraction of --lr")
+    p.add_argument("--lr-end-factor", type=float, default=S, help="--schedule linear: end at this fraction of --lr")
+    p.add_argument("--ema-decay", type=float, default=S, help="evaluate a moving average of the weights (e.g. 0.9999)")
+    p.add_argument("--lookahead-every", type=int, default=S, help="airbench lookahead: sync weights every N steps")
+    p.add_argument("--dropout", type=float, default=S)
+    p.add_argument("--validation-size", type=int, default=S, help="examples held out of train")
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--deterministic", action="store_true", default=S,
+                   help="deterministic kernels: bit-exact reruns and resumes on CPU")
+    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", choices=PRECISIONS, default=S,
+                   help="auto: bf16 on CUDA, else fp32; fp16 trains with dynamic loss scaling")
+    p.add_argument("--compile", action="store_true", default=S,
+                   help="torch.compile the model (measured slower on short runs: see docs/benchmarks.md)")
+    p.add_argument("--log-every", type=int, default=S, help="log a line every N steps")
+    p.add_argument("--checkpoint-every", type=int, default=S, help="save a checkpoint every N steps")
+    p.add_argument("--keep-checkpoints", type=int, default=S, help="how many checkpoints to keep")
+    p.add_argument("--log-device-placement", action="store_true", help="print where each parameter and layer lives")
+    p.add_argument("--json", action="store_true", help="print the final test evaluation as one JSON object")
+    augment_args(p)
+
+
+#: Flags (dests) that set `Augment` fields; `gather_augment_flags` makes them one partial "augment" override.
+AUGMENT_FLAGS = ("crop", "pad", "pad_mode", "flip", "brightness", "contrast", "cutout", "standardize", "tta", "zoom",
+                 "brightness_factor")
+
+
+def augment_args(p: argparse.ArgumentParser) -> None:
+    """The `--crop … --tta` flags of `visionflow train` (units: see data/augment.py)."""
+    group = p.add_argument_group("input pipeline (defaults come from the model's recipe)")
+    group.add_argument("--crop", type=int, default=S, help="random N×N training crop; evaluation takes the central N×N")
+    group.add_argument("--pad", type=int, default=S, help="pad by N pixels before cropping (random translation)")
+    group.add_argument("--augment-shift", type=int, default=S, metavar="N",
+                       help="random translation by up to N pixels, zero-filled (the same as --pad N)")
+    group.add_argument("--pad-mode", choices=PAD_MODES, default=S)
+    group.add_argument("--flip", choices=FLIPS, default=S, help="left-right flips: random, or alternating by epoch")
+    group.add_argument("--zoom", type=float, default=S,
+                       help="scale a random window keeping at least 1-F of each side back to full size")
+    group.add_argument("--brightness", type=float, default=S, help="max brightness delta, fraction of the pixel range")
+    group.add_argument("--contrast", type=float, nargs=2, metavar=("LOWER", "UPPER"), default=S,
+                       help="random contrast factor range (TF random_contrast)")
+    group.add_argument("--brightness-factor", type=float, default=S,
+                       help="multiply pixels by a random factor in [1-F, 1+F], clipped")
+    group.add_argument("--cutout", type=int, default=S, help="zero a random N×N square of each training image")
+    group.add_argument("--standardize", choices=STANDARDIZATIONS, default=S,
+                       help="channel: dataset mean/std; per_image: TF per_image_standardization")
+    group.add_argument("--tta", type=int, choices=TTA_LEVELS, default=S,
+                       help="test-time augmentation: 0 none, 1 flip, 2 flip + 1-pixel translations")
+
+
+def gather_augment_flags(flags: dict) -> dict:
+    """Move the `AUGMENT_FLAGS` entries of parsed flags into one partial "augment" dict."""
+    shift = flags.pop("augment_shift", None)
+    partial = {k: flags.pop(k) for k in AUGMENT_FLAGS if k in flags}
+    if shift is not None:
+        if "pad" in partial and partial["pad"] != shift:
+            raise InputError("--augment-shift is --pad under another name: give one of them")
+        partial["pad"] = shift
+    if "contrast" in partial:
+        partial["contrast"] = tuple(partial["contrast"])
+    if partial:
+        flags["augment"] = partial
+    return flags
+
+
+def config_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The `TrainConfig` overrides the user gave to `visionflow train` (augment flags gathered)."""
+    return gather_augment_flags({k: v for k, v in vars(args).items()
+                                 if k not in ("command", "run", "model_dir", "log_device_placement", "json")})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..engine.modeldir import ModelDir
+    from ..engine.recipes import resolve_config
+    from ..engine.training import train
+
+    flags = config_flags(args)
+    model_dir = args.model_dir or f"runs/{flags.get('model', 'cnn')}-{flags.get('dataset', 'digits')}"
+    config = resolve_config(ModelDir(model_dir), flags)
+    on_start = print_device_placement if args.log_device_placement else None
+    outcome = train(config, model_dir, on_start=on_start)
+    result, test = outcome.result, outcome.test
+    if args.json:
+        print(json.dumps({**(test.to_dict() if test else {}), "model_dir": model_dir,
+                          "examples_per_sec": result.examples_per_sec, "train_seconds": result.seconds}))
+        return 0
+    if result.steps_run == 0:
+        print(nothing_to_train(model_dir, result.global_step))
+    else:
+        print(f"trained {result.steps_run} steps in {result.seconds:.1f} s ({result.examples_per_sec:,.0f} examples/s)")
+    if test is not None:
+        print(f"test accuracy {test.accuracy:.2%}  loss {test.loss:.4f}  global step {test.global_step}  "
+              f"({test.count} examples) — model dir {model_dir}")
+    return 0
+
+
+def nothing_to_train(model_dir: str, step: int) -> str:
+    return f"{model_dir}: already at global step {step}; nothing to train (raise --steps or --epochs to continue)"
+
+
+def print_device_placement(run: Any, model: Any, device: Any) -> None:
+    """Like TF's log_device_placement: every layer and parameter with its device."""
+    print(f"device: {device}")
+    for name, module in model.named_modules():
+        params = list(module.parameters(recurse=False))
+        where = params[0].device if params else device
+        print(f"layer {name or '(model)'} ({type(module).__name__}): {where}")
+    for name, param in model.named_parameters():
+        print(f"param {name} {tuple(param.shape)} {param.dtype}: {param.device}")
+    sys.stdout.flush()
+
+
+def retrain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image-dir", default=None, help="one sub-folder of JPEG/PNG/WebP images per category")
+    p.add_argument("--model-dir", required=True, help="where the retrained model goes (continued when it exists)")
+    p.add_argument("--backbone", default=None, help=backbone_help())
+    p.add_argument("--weights", default=None, metavar="PATH", help="the backbone's weights (.safetensors or state dict)")
+    p.add_argument("--bottleneck-dir", default=None, help="bottleneck cache (default $VISIONFLOW_CACHE/bottlenecks)")
+    p.add_argument("--distortions", action="store_true", default=S,
+                   help="random zoom, flip and brightness per image and epoch (no bottleneck cache; slow)")
+    p.add_argument("--fine-tune", action="store_true", default=S, help="train the whole network (slow)")
+    p.add_argument("--validation-percentage", type=float, default=S, help="of each category (default 10)")
+    p.add_argument("--testing-percentage", type=float, default=S, help="of each category (default 10)")
+    loop_args(p, "passes over the training split (default 30)")
+    p.add_argument("--dropout", type=float, default=S, help="dropout before the new layer (default 0.2)")
+    p.add_argument("--label-smoothing", type=float, default=S)
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--log-every", type=int, default=S, help="log a line every N steps")
+    p.add_argument("--json", action="store_true", help="print the final test evaluation as one JSON object")
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from ..transfer.retrain import retrain
+
+    fixed = ("command", "run", "image_dir", "model_dir", "backbone", "weights", "bottleneck_dir", "json")
+    flags = {k: v for k, v in vars(args).items() if k not in fixed}
+    outcome = retrain(args.image_dir, args.model_dir, args.backbone, args.weights, args.bottleneck_dir, flags)
+    result, test, log = outcome.result, outcome.test, outcome.log
+    if args.json:
+        print(json.dumps({**(test.to_dict() if test else {}), "model_dir": args.model_dir, "retrain": log}))
+        return 0
+    if result.steps_run == 0:
+        print(nothing_to_train(args.model_dir, result.global_step))
+    else:
+        print(f"retrained {log['backbone']} ({log['mode']}) for {len(outcome.run.class_names)} categories: "
+              f"{result.steps_run} steps in {result.seconds:.1f} s")
+    if outcome.bottlenecks is not None:
+        b = outcome.bottlenecks
+        print(f"bottlenecks: {b.cached} from the cache, {b.computed} computed in {b.seconds:.1f} s")
+    if log["skipped"] or log["ignored"]:
+        print(f"skipped {len(log['skipped'])} unreadable image(s), ignored {len(log['ignored'])} other file(s): "
+              f"see {args.model_dir}/retrain_log.json")
+    if outcome.validation is not None:
+        print(f"validation accuracy {outcome.validation.accuracy:.2%}  ({outcome.validation.count} images)")
+    if test is not None:
+        print(f"test accuracy {test.accuracy:.2%}  loss {test.loss:.4f}  ({test.count} images) — model dir {args.model_dir}")
+    return 0

@@ -1,0 +1,177 @@
+"""Typed run configuration, saved as `config.json` in the model directory.
+
+`TrainConfig` holds every hyperparameter and run setting; `RunConfig` adds what the data
+decided (model spec, preprocessing, class names).  Together they let `train`, `evaluate` and
+`predict` rebuild everything from the directory alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..core.typed import from_dict
+from ..data.augment import RETRAIN_DISTORTIONS, Augment
+from ..errors import InputError
+from ..models.spec import ModelSpec
+from ..preprocessing import Preprocessing
+
+FORMAT_VERSION = 1
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adagrad")
+SCHEDULES = ("constant", "onecycle", "cosine", "linear", "step")
+#: See core.devices: auto (bf16 on CUDA, else fp32), fp32, bf16, fp16 (with loss scaling).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters and run settings; units are given where they matter.
+
+    `steps` (a global step to train up to, like the Estimator's max_steps) wins over
+    `epochs` (passes over the training split).  `warmup` is a fraction of the run.
+    `validation_percentage` and `testing_percentage` split an image-folder dataset (percent of
+    each category, chosen by file-name hash); `fine_tune` is `visionflow retrain`'s mode that
+    trains the pretrained backbone too.
+
+    `augment` holds the input pipeline's distortions and the evaluation-time choices tied to
+    them (central crop, standardization, test-time augmentation): see `data.augment.Augment`.
+    Schedules: "linear" rises linearly from `lr_start_factor`·lr to lr over `warmup`, then falls
+    linearly to `lr_end_factor`·lr (airbench's triangle); "step" divides lr by 10 at 50% and
+    again at 75% of the run (He et al.'s CIFAR schedule), after any warmup.  `ema_decay` keeps
+    an exponential moving average of the weights (TF's ExponentialMovingAverage with
+    num_updates = global step, so the decay is min(ema_decay, (1 + step) / (10 + step))) that
+    evaluation, checkpoints' weights and export use.  `lookahead_every` > 0 enables airbench's
+    lookahead from epoch `lookahead_start_epoch` on: every that many steps the weights move to
+    an average whose decay rises as lookahead_decay**every · progress³, and are reset to it at
+    each epoch end.
+    """
+
+    model: str = "cnn"
+    dataset: str = "digits"
+    data_dir: Optional[str] = None
+    validation_size: Optional[int] = None
+    validation_percentage: Optional[float] = None
+    testing_percentage: Optional[float] = None
+    steps: Optional[int] = None
+    epochs: Optional[float] = None
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"
+    warmup: float = 0.15
+    label_smoothing: float = 0.0
+    augment: Augment = field(default_factory=Augment)
+    lr_start_factor: float = 0.0
+    lr_end_factor: float = 0.0
+    ema_decay: Optional[float] = None
+    lookahead_every: int = 0
+    lookahead_decay: float = 0.95
+    lookahead_start_epoch: int = 3
+    fine_tune: bool = False
+    dropout: Optional[float] = None
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    log_every: int = 100
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 5
+
+    def validate(self) -> "TrainConfig":
+        checks = [
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.steps is None or self.steps >= 0, "--steps must be 0 or more"),
+            (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+            (0 <= self.warmup < 1, "--warmup must be in [0, 1)"),
+            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+            (self.log_every >= 1, "--log-every must be at least 1"),
+            (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
+            (self.keep_checkpoints >= 1, "--keep-checkpoints must be at least 1"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+            ((self.validation_percentage or 0) + (self.testing_percentage or 0) < 100
+             and min(self.validation_percentage or 0, self.testing_percentage or 0) >= 0,
+             "--validation-percentage and --testing-percentage must be 0 or more and leave some images to train on"),
+        ]
+        checks += [
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "--ema-decay must be in (0, 1)"),
+            (self.lookahead_every >= 0, "--lookahead-every must be 0 or more"),
+            (0 < self.lookahead_decay < 1, "--lookahead-decay must be in (0, 1)"),
+            (self.lr_start_factor >= 0 and self.lr_end_factor >= 0, "--lr-start-factor and --lr-end-factor must be 0 or more"),
+            (not (self.ema_decay and self.lookahead_every), "--ema-decay and --lookahead-every cannot be combined"),
+        ]
+        checks += [(False, message) for message in self.augment.problems()]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+        return self
+
+
+@dataclass
+class RunConfig:
+    """Everything stored in `config.json`: the training config plus what the data fixed."""
+
+    train: TrainConfig
+    model: ModelSpec
+    preprocessing: Preprocessing
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+    format: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config.json") -> "RunConfig":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{source}: not valid JSON ({e})") from None
+        config = from_dict(cls, _migrate(raw, source), source)
+        if config.format != FORMAT_VERSION:
+            raise InputError(f"{source}: format {config.format} is not supported (expected {FORMAT_VERSION})")
+        return config
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise InputError(f"{path.parent}: not a visionflow model directory (no config.json)") from None
+        return cls.from_json(text, str(path))
+
+
+def _migrate(raw: Any, source: str) -> Any:
+    """Bring a config.json of an earlier version to this one's fields (same format number).
+
+    0.1.0 described two distortions outside `augment`: `augment_shift` N (a random translation
+    by up to N pixels, zero-filled: `augment.pad` N) and retrain's `distortions` flag (now the
+    `RETRAIN_DISTORTIONS` settings of `augment`).  The distortions are the same; their random
+    draws come from other streams, so a resumed run's images differ from what 0.1.0 would have drawn.
+    """
+    train = raw.get("train") if isinstance(raw, dict) else None
+    if not isinstance(train, dict) or not {"augment_shift", "distortions"} & set(train):
+        return raw
+    train = dict(train)
+    augment = train.get("augment", {})
+    shift, distortions = train.pop("augment_shift", 0), train.pop("distortions", False)
+    if not isinstance(augment, dict) or isinstance(shift, bool) or not isinstance(shift, int):
+        raise InputError(f"{source}: fields 'augment' and 'augment_shift' must be an object and an int")
+    augment = dict(augment)
+    if shift:
+        if augment.get("pad"):
+            raise InputError(f"{source}: augment_shift {shift} and augment.pad {augment['pad']} together "
+                             "cannot be expressed by this version (one translation per image)")
+        augment["pad"] = shift
+    if distortions is True:
+        retrain = dataclasses.asdict(RETRAIN_DISTORTIONS)
+        augment.update({key: retrain[key] for key in ("zoom", "flip", "brightness_factor")})
+    train["augment"] = augment
+    return {**raw, "train": train}

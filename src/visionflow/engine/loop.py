@@ -1,0 +1,264 @@
+"""The one training loop, shared by the CLI, the Estimator-style API and the Keras-style face.
+
+`Trainer.fit(max_steps)` trains from wherever the model directory left off to global step
+`max_steps`.  The loop itself is data, learning rate, optimizer step and global step; all else
+joins through callbacks (engine/callbacks.py): the built-in ones write checkpoints, TensorBoard
+summaries and progress, keep weight averages and validate, in that order, before the user's.
+
+The per-step work stays on the device: losses land in a small device buffer that is read (one
+sync) only when a line is logged or a checkpoint is due, which is also when a non-finite loss
+is detected and the exact step it first appeared is reported — before any checkpoint of it.
+
+A model may declare, and the trainer then honours:
+  `optimizer_groups()`   parameter groups, each a dict with "params" and optional
+                         "weight_decay_scale" and "lr_scale" (multipliers of the config's weight
+                         decay and of the scheduled learning rate), e.g. decay on dense layers only;
+  `init_from_data(x)`    a data-dependent initialisation from normalised training inputs
+                         (B, C, H, W), called once before step 0 — never on resume, where the
+                         weights come from the checkpoint;
+  `set_epoch(epoch)`     called before every (0-based) epoch, also when resuming inside one, for
+                         schedules that change the model itself (e.g. freezing a layer).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, TextIO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.devices import autocast_for, grad_scaler_for
+from ..data.batches import TensorBatches
+from ..errors import DivergedError, InputError
+from .averaging import WeightAveraging
+from .callbacks import CallbackList
+from .checkpoint import Checkpoint, load_checkpoint, restore_optimizer, rng_states, save_checkpoint
+from .checkpointing import Checkpointer
+from .config import RunConfig
+from .metrics import EvalResult
+from .modeldir import ModelDir
+from .optim import lr_at, make_optimizer, optimizer_groups
+from .reporting import ProgressReporter
+from .summaries import TensorBoardLogger
+from .validation import Validator
+
+
+@dataclass
+class TrainResult:
+    global_step: int
+    steps_run: int
+    seconds: float
+    examples_per_sec: float
+    validation: EvalResult | None = None
+
+
+def capture_rng(device: torch.device) -> dict[str, torch.Tensor]:
+    states = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def restore_rng(states: dict[str, torch.Tensor], device: torch.device) -> None:
+    if "torch" in states:
+        torch.set_rng_state(states["torch"])
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+class Trainer:
+    """Trains `model` as `run` says, keeping `model_dir` the single source of truth."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        run: RunConfig,
+        model_dir: ModelDir,
+        device: torch.device,
+        train_batches: TensorBatches,
+        validation_batches: TensorBatches | None = None,
+        callbacks: Sequence[Any] = (),
+        progress_stream: TextIO | None = None,
+    ) -> None:
+        self.run = run
+        self.config = config = run.train
+        self.model_dir = model_dir
+        self.device = device
+        self.model = model.to(device=device, memory_format=torch.channels_last)
+        self.train_batches = train_batches
+        self.validation_batches = validation_batches
+        self.optimizer = make_optimizer(config, optimizer_groups(self.model, config.weight_decay), device)
+        self.autocast = autocast_for(device, config.precision)
+        self.scaler = grad_scaler_for(device, config.precision)
+        self.global_step = 0
+        self.max_steps = 0
+        self.last_saved: int | None = None
+        self.validation: EvalResult | None = None
+        self.stop_training = False
+        ckpt = load_checkpoint(model_dir.checkpoints)
+        if ckpt is None:
+            self._init_from_data()
+        # Built after the data-dependent initialisation: a moving average starts from those weights.
+        self.averaging = WeightAveraging.for_config(config, self.model, train_batches.steps_per_epoch)
+        if ckpt is not None:
+            self._restore(ckpt)
+        builtin = [self.averaging, ProgressReporter(progress_stream), TensorBoardLogger(),
+                   Checkpointer(config.checkpoint_every), Validator()]
+        self.callbacks = CallbackList([cb for cb in builtin if cb is not None] + list(callbacks))
+        self._window = _LossWindow(config.log_every, device)
+        self._step_fn = self._make_step()
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights to evaluate, checkpoint and export: the moving average when there is one."""
+        return self.averaging.eval_module(self.model) if self.averaging is not None else self.model
+
+    def _init_from_data(self, count: int = 5000) -> None:
+        """Call the model's `init_from_data` with up to `count` normalised training images (first ones)."""
+        hook = getattr(self.model, "init_from_data", None)
+        if hook is None or not self.train_batches.num_examples:
+            return
+        with torch.no_grad():
+            hook(self.train_batches.inputs(count))
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        weights = ckpt.weights
+        try:
+            if self.averaging is not None:
+                weights = self.averaging.load_state(self.model, ckpt.weights, ckpt.state_tensors)
+            self.model.load_state_dict(weights)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise InputError(f"{self.model_dir.checkpoints}: checkpoint {ckpt.step} does not fit this model ({first})") from None
+        restore_optimizer(self.optimizer, ckpt)
+        if self.scaler is not None and "grad_scaler" in ckpt.state_meta:
+            self.scaler.load_state_dict(ckpt.state_meta["grad_scaler"])
+        restore_rng(rng_states(ckpt), self.device)
+        self.global_step = self.last_saved = ckpt.step
+
+    def _make_step(self) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        model = torch.compile(self.model) if self.config.compile else self.model
+        optimizer, smoothing, autocast, scaler = self.optimizer, self.config.label_smoothing, self.autocast, self.scaler
+
+        def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+                scaler.update()
+            return loss.detach().float(), (logits.detach().argmax(1) == y).sum()
+
+        return step
+
+    def save_checkpoint(self) -> None:
+        """Write a checkpoint of the current step (after checking the losses since the last read
+        are finite: a diverged run never checkpoints its broken weights), then tell the callbacks."""
+        self._window.check_finite(self.global_step)
+        extra = self.averaging.state_tensors(self.model) if self.averaging is not None else {}
+        meta = {"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else None
+        save_checkpoint(self.model_dir.checkpoints, self.global_step, self.eval_model, self.optimizer,
+                        capture_rng(self.device), self.config.keep_checkpoints, extra, self.max_steps, meta)
+        self.last_saved = self.global_step
+        self.callbacks.call("on_checkpoint", self.global_step)
+
+    def fit(self, max_steps: int) -> TrainResult:
+        """Train until global step `max_steps` (a no-op when the directory is already there)."""
+        self.max_steps = max_steps
+        cfg, batches, calls = self.config, self.train_batches, self.callbacks
+        start_step = self.global_step
+        if start_step >= max_steps:
+            return TrainResult(start_step, 0, 0.0, 0.0)
+        per_epoch = batches.steps_per_epoch
+        self.validation = None
+        self.stop_training = False
+        started = time.perf_counter()
+        self.model.train()
+        calls.set_trainer(self)
+        try:
+            calls.call("on_fit_start", self)
+            while self.global_step < max_steps and not self.stop_training:
+                epoch, offset = divmod(self.global_step, per_epoch)
+                set_epoch = getattr(self.model, "set_epoch", None)
+                if set_epoch is not None:
+                    set_epoch(epoch)
+                calls.call("on_epoch_start", epoch)
+                for x, y in batches.epoch(epoch, offset):
+                    lr = lr_at(cfg, self.global_step, max_steps)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr * group.get("lr_scale", 1.0)
+                    loss, correct = self._step_fn(x, y)
+                    self.global_step += 1
+                    self._window.add(loss, correct, len(y))
+                    if self.global_step % cfg.log_every == 0 or self.global_step == max_steps:
+                        calls.call("on_log", self.global_step, self._window.read(self.global_step, lr))
+                    calls.call("on_step_end", self.global_step)
+                    if self.global_step % per_epoch == 0:
+                        self.validation = None
+                        calls.call("on_validate", epoch, self.global_step)
+                        calls.call("on_epoch_end", epoch, self.global_step, self.validation)
+                    if self.global_step >= max_steps or self.stop_training:
+                        break
+            self._window.check_finite(self.global_step)
+            seconds = time.perf_counter() - started
+            steps_run = self.global_step - start_step
+            result = TrainResult(self.global_step, steps_run, seconds,
+                                 steps_run * batches.batch_size / seconds if seconds else 0.0, self.validation)
+            calls.call("on_fit_end", result)
+        finally:
+            calls.teardown()
+        return result
+
+
+class _LossWindow:
+    """Per-step losses kept on the device until the next log/checkpoint (one sync per read)."""
+
+    def __init__(self, size: int, device: torch.device) -> None:
+        self.losses = torch.zeros(max(size, 1), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.n = 0
+        self.checked = 0  # losses[:checked] are known to be finite
+        self.examples = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, batch: int) -> None:
+        if self.n == len(self.losses):
+            self.losses = torch.cat([self.losses, torch.zeros_like(self.losses)])
+        self.losses[self.n] = loss
+        self.correct += correct
+        self.n += 1
+        self.examples += batch
+
+    def check_finite(self, step: int) -> np.ndarray:
+        """The window's losses; DivergedError naming the first non-finite step (`step` is the last's)."""
+        losses = self.losses[: self.n].cpu().numpy()
+        bad = np.flatnonzero(~np.isfinite(losses[self.checked:]))
+        if len(bad):
+            first = self.checked + int(bad[0])
+            raise DivergedError("NaN" if np.isnan(losses[first]) else "inf", step - self.n + first + 1)
+        self.checked = self.n
+        return losses
+
+    def read(self, step: int, lr: float) -> dict[str, float]:
+        """The metrics of the steps since the last read (loss, accuracy, learning_rate,
+        examples_per_sec), checked finite; the window starts over."""
+        losses = self.check_finite(step)
+        now = time.perf_counter()
+        n, examples = self.n, self.examples
+        metrics = {"loss": float(losses.mean()) if n else 0.0,
+                   "accuracy": int(self.correct.item()) / examples if examples else 0.0,
+                   "learning_rate": lr,
+                   "examples_per_sec": examples / (now - self.t0) if now > self.t0 else 0.0}
+        self.correct.zero_()
+        self.n = self.checked = self.examples = 0
+        self.t0 = now
+        return metrics

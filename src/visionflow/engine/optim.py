@@ -1,0 +1,72 @@
+"""Optimizers and learning-rate schedules, from the config alone.
+
+The schedule is a pure function of (config, step, total steps), so a resumed run continues
+the exact curve an uninterrupted one would have followed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+
+
+def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Parameter groups with their weight decay and learning-rate multiplier ("lr_scale").
+
+    Without an `optimizer_groups()` method every parameter is decayed by `weight_decay`.  With
+    one, its groups must cover every trainable parameter exactly once (frozen ones may be left out).
+    """
+    declare = getattr(model, "optimizer_groups", None)
+    if declare is None:
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay, "lr_scale": 1.0}]
+    groups, seen = [], set()
+    for group in declare():
+        params = list(group["params"])
+        if any(id(p) in seen for p in params):
+            raise ValueError(f"{type(model).__name__}.optimizer_groups() lists a parameter twice")
+        seen.update(id(p) for p in params)
+        groups.append({"params": params, "weight_decay": weight_decay * group.get("weight_decay_scale", 1.0),
+                       "lr_scale": float(group.get("lr_scale", 1.0))})
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    if missing:
+        raise ValueError(f"{type(model).__name__}.optimizer_groups() leaves out {', '.join(missing[:3])}")
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer `config` names over `params` (tensors, or groups from `optimizer_groups`)."""
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    wd = config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=wd)
+    if config.optimizer in ("momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd,
+                               nesterov=config.optimizer == "nesterov")
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=wd, **fused)
+    return torch.optim.Adagrad(params, lr=config.lr, weight_decay=wd)
+
+
+def lr_at(config: TrainConfig, step: int, total: int) -> float:
+    """Learning rate for (0-based) `step` of a `total`-step run: a pure function, so resume is exact."""
+    if config.schedule == "constant" or total <= 0:
+        return config.lr
+    progress = min(step / total, 1.0)
+    warm = config.warmup
+    if config.schedule == "linear":
+        start, end = config.lr_start_factor, config.lr_end_factor
+        if progress < warm:
+            return config.lr * (start + (1.0 - start) * progress / warm)
+        return config.lr * (1.0 + (end - 1.0) * (progress - warm) / (1.0 - warm))
+    if progress < warm:
+        return config.lr * progress / warm
+    if config.schedule == "step":
+        return config.lr * (0.01 if progress >= 0.75 else 0.1 if progress >= 0.5 else 1.0)
+    if config.schedule == "onecycle":
+        rest = (progress - warm) / (1.0 - warm)
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * rest))
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,147 @@
+"""From a config to a trained model directory: the path both the CLI and the API take.
+
+`train()` loads data, reconciles the config with what the model directory already holds,
+builds (or rebuilds) the model, runs the engine's `Trainer` and evaluates on the test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, TextIO
+
+import torch
+from torch import nn
+
+from ..core.devices import resolve_device
+from ..data.base import Dataset
+from ..data.batches import TensorBatches
+from ..data.catalog import load
+from ..errors import InputError
+from ..models import ModelSpec, build_model
+from ..preprocessing import fit_preprocessing
+from .config import RunConfig, TrainConfig
+from .loop import TrainResult, Trainer
+from .evaluation import evaluate, record_evaluation
+from .metrics import EvalResult
+from .modeldir import ModelDir
+from .run_data import request_for
+
+
+def set_determinism(config: TrainConfig) -> None:
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def make_run_config(config: TrainConfig, dataset: Dataset, model_name: str | None = None) -> RunConfig:
+    """The run's model spec and preprocessing, from the config and the training images.
+
+    The preprocessing is the one factory of model inputs for training, evaluation, prediction
+    and export: it takes the training set's per-channel statistics, and from `config.augment`
+    the central crop (the training crop's size), the standardization and the TTA level.
+    """
+    aug = config.augment
+    preprocessing = fit_preprocessing(dataset.train.images)
+    crop = (aug.crop, aug.crop) if aug.crop and (aug.crop, aug.crop) != (preprocessing.height, preprocessing.width) else None
+    preprocessing = dataclasses.replace(preprocessing, center_crop=crop, standardize=aug.standardize, tta=aug.tta)
+    options = {} if config.dropout is None else {"dropout": config.dropout}
+    spec = ModelSpec(model_name or config.model, dataset.num_classes, preprocessing.input_shape, options)
+    return RunConfig(config, spec, preprocessing, tuple(dataset.class_names))
+
+
+def check_data_fits(run: RunConfig, dataset: Dataset, model_dir: ModelDir) -> None:
+    h, w, c = dataset.image_shape
+    pre = run.preprocessing
+    if (c, h, w) != (pre.channels, pre.height, pre.width) or dataset.num_classes != run.model.num_classes:
+        raise InputError(f"{model_dir.config_path}: model takes {(pre.channels, pre.height, pre.width)} inputs and "
+                         f"{run.model.num_classes} classes; dataset {dataset.name!r} has {(c, h, w)} and "
+                         f"{dataset.num_classes}")
+
+
+def max_steps_for(config: TrainConfig, steps_per_epoch: int) -> int:
+    if config.steps is not None:
+        return config.steps
+    return math.ceil((config.epochs or 1) * steps_per_epoch)
+
+
+@dataclass
+class TrainOutcome:
+    run: RunConfig
+    result: TrainResult
+    test: EvalResult | None
+    model: nn.Module
+
+
+def train(
+    config: TrainConfig,
+    model_dir: str | os.PathLike,
+    dataset: Dataset | None = None,
+    model: nn.Module | Callable[[], nn.Module] | None = None,
+    callbacks: Sequence[Any] = (),
+    progress_stream: TextIO | None = None,
+    on_start: Callable[[RunConfig, nn.Module, torch.device], None] | None = None,
+) -> TrainOutcome:
+    """Train `config` into `model_dir` (continuing what is there) and evaluate on the test split.
+
+    `model` replaces the registered model named by the config: a module, or a function that
+    builds one (the Estimator's model_fn).  `callbacks` join the engine's own (engine/callbacks.py).
+    """
+    config.validate()
+    directory = ModelDir(model_dir)
+    set_determinism(config)
+    device = resolve_device(config.device)
+    dataset = dataset or load(config.dataset, request_for(config))
+    problems = config.augment.problems(*dataset.image_shape[:2])
+    if problems:
+        raise InputError(f"dataset {dataset.name!r}: {problems[0]}")
+    if directory.exists():
+        run = directory.load_config()
+        check_data_fits(run, dataset, directory)
+        run.train = config
+    else:
+        custom = model is not None
+        run = make_run_config(config, dataset, model_name=f"custom:{_name_of(model)}" if custom else None)
+    directory.path.mkdir(parents=True, exist_ok=True)
+    directory.save_config(run)
+    torch.manual_seed(config.seed)
+    net = _instantiate(model, run)
+    train_batches = TensorBatches(dataset.train, run.preprocessing, config.batch_size, device, shuffle=True,
+                                  seed=config.seed, drop_last=True, augment=config.augment)
+    eval_size = max(config.batch_size, 1000)
+    validation = TensorBatches(dataset.validation, run.preprocessing, eval_size, device)
+    trainer = Trainer(net, run, directory, device, train_batches, validation, callbacks, progress_stream)
+    if on_start:
+        on_start(run, trainer.model, device)
+    result = trainer.fit(max_steps_for(config, train_batches.steps_per_epoch))
+    if result.steps_run:
+        from .plots import save_training_curves
+
+        save_training_curves(directory.path, directory.path / "curves.png")
+    test = None
+    if len(dataset.test):
+        test_batches = TensorBatches(dataset.test, run.preprocessing, eval_size, device)
+        test = evaluate(trainer.eval_model, test_batches, run.class_names, device, config.precision,
+                        trainer.global_step, "test")
+        record_evaluation(directory, test, dataset.test)
+    return TrainOutcome(run, result, test, trainer.eval_model)
+
+
+def _name_of(model: Any) -> str:
+    return type(model).__name__ if isinstance(model, nn.Module) else getattr(model, "__name__", "model")
+
+
+def _instantiate(model: nn.Module | Callable[[], nn.Module] | None, run: RunConfig) -> nn.Module:
+    if model is None:
+        return build_model(run.model)
+    if isinstance(model, nn.Module):
+        return model
+    built = model()
+    if not isinstance(built, nn.Module):
+        raise InputError(f"model function {_name_of(model)} returned {type(built).__name__}, not a torch.nn.Module")
+    return built

@@ -1,0 +1,140 @@
+"""Turning user inputs (image files, .npy batches) into model inputs and predictions.
+
+Used by `visionflow predict` (local and `--server`), `label-image`, `classify-image` and the
+Python API; it needs only the model's input contract, so the serving client can use it too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.devices import autocast_for
+from ..errors import InputError
+from ..preprocessing import Preprocessing, tta_logits
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class Prediction:
+    source: str
+    index: int
+    class_id: int
+    label: str
+    probabilities: list[float]
+
+    def to_dict(self) -> dict:
+        return {"input": self.source, "index": self.index, "class": self.class_id, "label": self.label,
+                "probabilities": self.probabilities}
+
+
+def read_image(path: Path, pre: Preprocessing) -> np.ndarray:
+    """One image file → (H, W, C) uint8, converted and resized (or cropped) as `pre` says."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return pre.fit_image(image)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: not a readable image ({e})") from None
+
+
+def read_npy(path: Path, pre: Preprocessing) -> np.ndarray:
+    """A .npy batch → (N, H, W, C) uint8.
+
+    Accepts (H,W), (H,W,C), (N,H,W), (N,H,W,C) or flat (N, H*W*C) arrays; uint8 means 0–255 and
+    floats mean 0–1 (the tutorials' `mnist.test.images`).  Loaded without pickle.
+    """
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npy array ({e})") from None
+    return pixel_batch(array, pre, str(path))
+
+
+def pixel_batch(array: np.ndarray, pre: Preprocessing, name: str = "array") -> np.ndarray:
+    """An array of images in any accepted layout → (N, H, W, C) uint8 (see `read_npy`)."""
+    array = np.asarray(array)
+    h, w, c = pre.height, pre.width, pre.channels
+    shapes = {(h, w): (1, h, w, c), (h, w, c): (1, h, w, c), (h * w * c,): (1, h, w, c)}
+    if array.shape in shapes:
+        array = array.reshape(shapes[array.shape])
+    elif array.ndim >= 2 and array.shape[1:] in {(h, w), (h, w, c), (h * w * c,)}:
+        array = array.reshape(len(array), h, w, c)
+    else:
+        raise InputError(f"{name}: array of shape {array.shape} does not hold {h}x{w}x{c} images")
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
+        raise InputError(f"{name}: dtype {array.dtype} is not a pixel type")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise InputError(f"{name}: contains NaN or infinite values")
+        array = array * 255.0
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def read_inputs(paths: Sequence[str | Path], pre: Preprocessing) -> tuple[np.ndarray, list[str]]:
+    """All inputs as one (N, H, W, C) uint8 batch, with the source name of each row."""
+    arrays, sources = [], []
+    for raw in paths:
+        path = Path(raw)
+        if path.suffix.lower() == ".npy":
+            batch = read_npy(path, pre)
+        elif path.suffix.lower() in IMAGE_SUFFIXES or path.exists():
+            batch = read_image(path, pre)[None]
+        else:
+            raise InputError(f"{path}: file not found")
+        arrays.append(batch)
+        sources.extend([str(path)] * len(batch))
+    if not arrays:
+        raise InputError("no inputs given")
+    return np.concatenate(arrays), sources
+
+
+def to_predictions(probabilities: torch.Tensor, sources: Sequence[str], class_names: Sequence[str]) -> list[Prediction]:
+    probs = probabilities.cpu().numpy()
+    out, seen = [], {}
+    for row, source in zip(probs, sources):
+        index = seen.get(source, 0)
+        seen[source] = index + 1
+        k = int(row.argmax())
+        out.append(Prediction(source, index, k, class_names[k], [round(float(p), 6) for p in row]))
+    return out
+
+
+def prediction_lines(predictions: Sequence[Prediction], sources: Sequence[str], as_json: bool) -> list[str]:
+    """What `visionflow predict` prints: one JSON object, or `INPUT[index]: label (probability)`, per image."""
+    counts = Counter(sources)
+    if as_json:
+        return [json.dumps(p.to_dict()) for p in predictions]
+    return [f"{p.source if counts[p.source] == 1 else f'{p.source}[{p.index}]'}: {p.label} "
+            f"({p.probabilities[p.class_id]:.4f})" for p in predictions]
+
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, x: torch.Tensor, precision: str = "auto",
+                          batch_size: int = 1024, tta: int = 0) -> torch.Tensor:
+    """Softmax probabilities (N, classes) for normalised inputs (N, C, H, W), averaging the
+    logits over `tta`'s test-time views (see `preprocessing.tta_logits`)."""
+    model.eval()
+    device = next(model.parameters()).device
+    autocast = autocast_for(device, precision)
+    out = []
+    for i in range(0, len(x), batch_size):
+        with autocast():
+            out.append(torch.softmax(tta_logits(model, x[i : i + batch_size].to(device), tta).float(), dim=1))
+    return torch.cat(out) if out else torch.zeros(0)
