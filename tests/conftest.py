@@ -26,6 +26,11 @@ needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.g
                                    reason=f"Fashion-MNIST not found in {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--fuzz-long", action="store_true", help="run the fuzz harness with 20x the cases")
+    parser.addoption("--fuzz-seed", type=int, default=0, help="seed of the fuzz harness's mutations")
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """This environment for a `python -m visionflow` child: src/ first on PYTHONPATH, the rest kept."""
     path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))

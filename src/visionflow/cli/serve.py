@@ -17,7 +17,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def serve_args(p: argparse.ArgumentParser) -> None:
-    from ..serving import DEFAULT_MAX_BODY_BYTES
+    from ..core.limits import IDLE_TIMEOUT_S, MAX_BODY_BYTES, REQUEST_TIMEOUT_S
 
     p.add_argument("--model-base-path", required=True, help="the export base (numbered version directories)")
     p.add_argument("--model-name", required=True, help="the name clients use in /v1/models/NAME and /v2/models/NAME")
@@ -31,7 +31,12 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch-size", type=int, default=32, help="images per merged runtime call")
     p.add_argument("--batch-timeout-micros", type=int, default=1000,
                    help="how long a part-filled batch may wait for requests still arriving")
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger requests get 413")
+    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="larger requests get 413")
+    p.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S, metavar="SECONDS",
+                   help="headers within this of a request's first byte; body and reply within this of the headers "
+                        "(408 / 504 past it)")
+    p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, metavar="SECONDS",
+                   help="close a connection with no request in progress after this long")
     p.add_argument("--runtime", choices=("auto", "onnxruntime", "torch"), default="auto",
                    help="auto: PyTorch on CUDA when available, else onnxruntime on CPU")
     p.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads per call (0: its default)")

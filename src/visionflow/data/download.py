@@ -11,14 +11,13 @@ import hashlib
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..core.fsio import atomic_write_bytes
+from ..core.fsio import atomic_write_bytes, remove_stale_temps, staging_dir
 from ..errors import InputError
 
 TIMEOUT_S = 60
@@ -77,8 +76,8 @@ def extract_archive(archive: Path, destination: Path) -> None:
     Members go to a staging directory first and each top-level entry is renamed into place
     when complete, so an interrupted extraction leaves nothing half-written behind.
     """
-    destination.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=destination))
+    remove_stale_temps(destination)
+    staging = staging_dir(destination, "extract")
     try:
         with tarfile.open(archive, "r:*") as tar:
             if hasattr(tarfile, "data_filter"):

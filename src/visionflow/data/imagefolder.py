@@ -197,18 +197,16 @@ def load_image_folder_as_is(root: str | os.PathLike | None, validation_percentag
     backbone instead); C is 1 when every image is greyscale, else 3.  Only image headers are
     read to decide that; unreadable files are skipped through `on_skip`.
     """
-    from PIL import Image
-
     if root is None:
         raise InputError("an image-folder dataset needs its directory (--data-dir DIR)")
     folder = scan_image_folder(root, validation_percentage, testing_percentage)
     headers: dict[Path, tuple[tuple[int, int], bool]] = {}
     for f in folder.files:
         try:
-            with Image.open(f.path) as image:
+            with open_image(f.path, str(f.path)) as image:
                 headers[f.path] = (image.size, image.mode in GREY_MODES)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            on_skip(f.path, f"not a readable image ({_reason(e)})")
+        except InputError as e:
+            on_skip(f.path, _reason(e))
     folder = folder.without({f.path for f in folder.files if f.path not in headers})
     folder.check_enough()
     first = folder.files[0].path

@@ -9,7 +9,6 @@ the validation split, as `read_data_sets` does.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from ..core.cache import default_cache_dir
 from ..errors import InputError
-from ..formats.idx import parse_idx, read_idx
+from ..formats.idx import gunzip_bounded, parse_idx, read_idx
 from .base import Dataset, Split, check_labels, hold_out
 from .catalog import DataRequest, DatasetReader, register_reader
 from .download import download_checked
@@ -141,8 +140,8 @@ def verify_idx_download(data: bytes, f: IdxFile) -> bool:
     if hashlib.md5(data).hexdigest() == f.gz_md5:
         return True
     try:
-        content = gzip.decompress(data)
-    except (OSError, EOFError):
+        content = gunzip_bounded(data, f.name)
+    except InputError:
         return False
     return hashlib.md5(content).hexdigest() == f.content_md5
 
@@ -154,7 +153,7 @@ def download_verified(f: IdxFile, mirrors: Sequence[str], target: Path,
     def problem(data: bytes, url: str) -> str | None:
         if not verify_idx_download(data, f):
             return f"checksum mismatch (expected md5 {f.gz_md5} of the .gz or {f.content_md5} of its content)"
-        parse_idx(gzip.decompress(data), url)
+        parse_idx(gunzip_bounded(data, url), url)
         return None
 
     download_checked(f.name + ".gz", mirrors, target, problem, fetch)

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -30,7 +29,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..core.cache import default_cache_dir
-from ..core.fsio import publish_dir
+from ..core.fsio import publish_dir, remove_stale_temps, staging_dir
 from ..errors import InputError
 from ..formats.imagecodec import decode_images
 from ..formats.tfexample import ImageRecord, image_record
@@ -287,8 +286,8 @@ def _read_cache(entry: Path) -> LoadedShards | None:
 def _write_cache(entry: Path, loaded: LoadedShards) -> None:
     """Publish the entry as one directory rename; a cache that cannot be written is skipped."""
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+        remove_stale_temps(entry.parent)
+        staging = staging_dir(entry.parent, entry.name)
     except OSError:
         return
     try:

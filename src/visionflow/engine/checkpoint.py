@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..core.fsio import atomic_write, atomic_write_json
+from ..core.fsio import atomic_write, atomic_write_json, read_json
 from ..errors import InputError
 
 INDEX = "index.json"
@@ -51,10 +51,12 @@ def read_index(directory: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        index = json.loads(path.read_text())
+        index = read_json(path)
         int(index["latest"])
         [int(s) for s in index["steps"]]
         return index
+    except InputError as e:
+        raise InputError(f"{path}: corrupt checkpoint index ({str(e).split(': ', 1)[-1]})") from None
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"{path}: corrupt checkpoint index ({e})") from None
 
@@ -84,8 +86,10 @@ def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, optimize
     tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra or {}).items()})
     step_meta = {"global_step": str(step)}
     atomic_write(weights_path(directory, step), lambda p: save_file(weights, str(p), metadata=step_meta))
+    # One metadata key: safetensors writes several in a random order, and identical runs should
+    # write identical bytes.
     atomic_write(state_path(directory, step), lambda p: save_file(
-        tensors, str(p), metadata={**step_meta, "optimizer": json.dumps(optimizer_meta)}))
+        tensors, str(p), metadata={"optimizer": json.dumps(optimizer_meta, sort_keys=True)}))
     previous = read_index(directory)
     steps = sorted({*(previous["steps"] if previous else []), step})
     kept, dropped = steps[-keep:], steps[:-keep]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..core.fsio import read_text
 from ..core.typed import from_dict
 from ..data.augment import RETRAIN_DISTORTIONS, Augment
 from ..errors import InputError
@@ -107,6 +108,9 @@ class TrainConfig:
             (0 < self.lookahead_decay < 1, "--lookahead-decay must be in (0, 1)"),
             (self.lr_start_factor >= 0 and self.lr_end_factor >= 0, "--lr-start-factor and --lr-end-factor must be 0 or more"),
             (not (self.ema_decay and self.lookahead_every), "--ema-decay and --lookahead-every cannot be combined"),
+            (self.dropout is None or 0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
+            (self.momentum >= 0 and self.weight_decay >= 0, "--momentum and --weight-decay must be 0 or more"),
+            (self.seed >= 0, "--seed must be 0 or more"),
         ]
         checks += [(False, message) for message in self.augment.problems()]
         for ok, message in checks:
@@ -141,11 +145,9 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise InputError(f"{path.parent}: not a visionflow model directory (no config.json)") from None
-        return cls.from_json(text, str(path))
+        if not path.exists():
+            raise InputError(f"{path.parent}: not a visionflow model directory (no config.json)")
+        return cls.from_json(read_text(path), str(path))
 
 
 def _migrate(raw: Any, source: str) -> Any:

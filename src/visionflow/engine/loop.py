@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.devices import autocast_for, grad_scaler_for
+from ..core.fsio import remove_stale_temps
 from ..data.batches import TensorBatches
 from ..errors import DivergedError, InputError
 from .averaging import WeightAveraging
@@ -99,6 +100,7 @@ class Trainer:
         self.last_saved: int | None = None
         self.validation: EvalResult | None = None
         self.stop_training = False
+        self._config_saved = False
         ckpt = load_checkpoint(model_dir.checkpoints)
         if ckpt is None:
             self._init_from_data()
@@ -162,8 +164,15 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write a checkpoint of the current step (after checking the losses since the last read
-        are finite: a diverged run never checkpoints its broken weights), then tell the callbacks."""
+        are finite: a diverged run never checkpoints its broken weights), then tell the callbacks.
+
+        The run's config.json is written with the first checkpoint of each `fit`, not before: a
+        run that fails before it has trained a step leaves the directory as it found it.
+        """
         self._window.check_finite(self.global_step)
+        if not self._config_saved:
+            self.model_dir.save_config(self.run)
+            self._config_saved = True
         extra = self.averaging.state_tensors(self.model) if self.averaging is not None else {}
         meta = {"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else None
         save_checkpoint(self.model_dir.checkpoints, self.global_step, self.eval_model, self.optimizer,
@@ -181,6 +190,9 @@ class Trainer:
         per_epoch = batches.steps_per_epoch
         self.validation = None
         self.stop_training = False
+        self._config_saved = False
+        for directory in (self.model_dir.path, self.model_dir.checkpoints):
+            remove_stale_temps(directory)  # writes of an earlier run that was killed
         started = time.perf_counter()
         self.model.train()
         calls.set_trainer(self)

@@ -80,28 +80,38 @@ def write_eval_summary(logdir: Path, result: EvalResult) -> None:
 
 class TensorBoardLogger(Callback):
     """Scalars at every log line, weight histograms at every checkpoint, validation results at
-    epoch ends, and — at a run's step 0 — a grid of training inputs and the model's graph."""
+    epoch ends, and — for a run that starts at step 0 — a grid of training inputs and the model's
+    graph.  The event file is opened with the first of these, after a step has trained, so a run
+    that fails at once leaves no event file behind."""
 
     def __init__(self) -> None:
         self.summaries: TrainSummaries | None = None
+        self.start_step = 0
 
     def on_fit_start(self, trainer: "Trainer") -> None:
-        self.summaries = TrainSummaries(trainer.model_dir.path, purge_step=trainer.global_step)
-        if trainer.global_step == 0:
-            batches = trainer.train_batches
-            self.summaries.input_grid(0, batches.images[: min(32, batches.num_examples)])
-            self.summaries.graph(trainer.model, batches.inputs(1))
+        self.start_step = trainer.global_step
+
+    def _writer(self) -> TrainSummaries:
+        if self.summaries is None:
+            trainer = self.trainer
+            assert trainer is not None
+            self.summaries = TrainSummaries(trainer.model_dir.path, purge_step=self.start_step)
+            if self.start_step == 0:
+                batches = trainer.train_batches
+                self.summaries.input_grid(0, batches.images[: min(32, batches.num_examples)])
+                self.summaries.graph(trainer.model, batches.inputs(1))
+        return self.summaries
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
-        assert self.summaries is not None
-        self.summaries.scalars(step, metrics)
+        self._writer().scalars(step, metrics)
 
     def on_checkpoint(self, step: int) -> None:
-        assert self.summaries is not None and self.trainer is not None
-        self.summaries.histograms(step, self.trainer.model)
+        assert self.trainer is not None
+        self._writer().histograms(step, self.trainer.model)
 
     def on_epoch_end(self, epoch: int, step: int, result: EvalResult | None) -> None:
         if result is not None and self.trainer is not None:
+            self._writer()
             write_eval_summary(self.trainer.model_dir.eval_dir(result.split), result)
 
     def teardown(self) -> None:

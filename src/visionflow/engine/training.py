@@ -91,6 +91,8 @@ def train(
 
     `model` replaces the registered model named by the config: a module, or a function that
     builds one (the Estimator's model_fn).  `callbacks` join the engine's own (engine/callbacks.py).
+    Nothing is written to `model_dir` until a step has trained (then config.json comes with the
+    first checkpoint), so a run that fails on bad input or an unreadable checkpoint changes nothing.
     """
     config.validate()
     directory = ModelDir(model_dir)
@@ -107,8 +109,6 @@ def train(
     else:
         custom = model is not None
         run = make_run_config(config, dataset, model_name=f"custom:{_name_of(model)}" if custom else None)
-    directory.path.mkdir(parents=True, exist_ok=True)
-    directory.save_config(run)
     torch.manual_seed(config.seed)
     net = _instantiate(model, run)
     train_batches = TensorBatches(dataset.train, run.preprocessing, config.batch_size, device, shuffle=True,
@@ -128,7 +128,8 @@ def train(
         test_batches = TensorBatches(dataset.test, run.preprocessing, eval_size, device)
         test = evaluate(trainer.eval_model, test_batches, run.class_names, device, config.precision,
                         trainer.global_step, "test")
-        record_evaluation(directory, test, dataset.test)
+        if directory.exists():  # a run that has trained nothing has no directory to record into
+            record_evaluation(directory, test, dataset.test)
     return TrainOutcome(run, result, test, trainer.eval_model)
 
 

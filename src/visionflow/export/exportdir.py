@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.fsio import read_json
 from ..core.typed import from_dict
 from ..errors import InputError
 from ..models.spec import ModelSpec
@@ -96,12 +97,7 @@ class Signature:
 
     @classmethod
     def load(cls, path: Path) -> "Signature":
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"{path}: not readable JSON ({e})") from None
+        raw = read_json(path)
         signature = from_dict(cls, raw, str(path))
         signature.check(str(path))
         return signature
@@ -175,12 +171,9 @@ class ExportBase:
     def read_version_labels(self) -> dict[str, int]:
         """`labels.json` ({"stable": 3, ...}); {} when absent.  Raises InputError when malformed."""
         path = self.path / VERSION_LABELS_FILE
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
+        if not path.exists():
             return {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"{path}: not readable JSON ({e})") from None
+        raw = read_json(path)
         if not isinstance(raw, dict):
             raise InputError(f"{path}: expected an object mapping labels to versions")
         return {check_label(str(k), str(path)): parse_version(v, f"{path}: label {k!r}") for k, v in raw.items()}
@@ -215,3 +208,32 @@ def check_onnx_model(path: Path) -> None:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, OSError) as e:
         raise InputError(f"{path}: onnx.checker rejects the export ({str(e).strip().splitlines()[0]})") from None
+
+
+def onnx_session(path: Path, signature: Signature, threads: int = 0) -> Any:
+    """An onnxruntime CPU session of a version's model.onnx, checked (onnx.checker, then its
+    input and outputs against `signature`); InputError naming the file when it is not a model
+    this signature describes.  `threads`: onnxruntime's intra-op threads (0: its default)."""
+    import onnxruntime as ort
+
+    check_onnx_model(path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's errors have no common base but Exception
+        raise InputError(f"{path}: onnxruntime cannot load it ({str(e).strip().splitlines()[0]})") from None
+    inputs = session.get_inputs()
+    pre = signature.preprocessing
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)":
+        raise InputError(f"{path}: expected one uint8 input {INPUT_NAME!r}, found "
+                         f"{[(i.name, i.type) for i in inputs]}")
+    if list(inputs[0].shape[1:]) != [pre.height, pre.width, pre.channels]:
+        raise InputError(f"{path}: input shape {inputs[0].shape} does not match the signature "
+                         f"({pre.height}x{pre.width}x{pre.channels})")
+    names = {o.name for o in session.get_outputs()}
+    if not set(OUTPUT_NAMES) <= names:
+        raise InputError(f"{path}: outputs {sorted(names)} lack {', '.join(sorted(set(OUTPUT_NAMES) - names))}")
+    return session

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..core.fsio import publish_dir
+from ..core.fsio import publish_dir, remove_stale_temps, staging_dir
 from ..core.version import VERSION
 from ..errors import InputError
 from ..preprocessing import Preprocessing
@@ -59,7 +58,8 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike, v
     base.path.mkdir(parents=True, exist_ok=True)
     version = version if version is not None else base.next_version()
     _refuse_existing(base, version)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".tmp", dir=base.path))
+    remove_stale_temps(base.path)  # exports killed half-way
+    staging = staging_dir(base.path, str(version))
     try:
         onnx_info = write_onnx(graph, run.preprocessing, staging / "model.onnx")
         write_weights(model, staging / "model.safetensors", step)

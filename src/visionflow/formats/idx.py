@@ -3,7 +3,9 @@
 Layout: two zero bytes, a type code, the number of dimensions, then one big-endian uint32
 per dimension, then the data in C order (big-endian for multi-byte types).  The reader checks
 every part of that against the file's real size, so a truncated download or a file of another
-kind is reported by name instead of producing garbage arrays.
+kind is reported by name instead of producing garbage arrays; it reads the header first and
+the data only as far as the header declares, so a lying header or a decompression bomb is
+refused within the limits of `core.limits`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import gzip
 import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from ..core.limits import MAX_ARRAY_ELEMENTS, MAX_DECOMPRESSED_BYTES
 from ..errors import InputError
 
 _DTYPES = {
@@ -27,63 +31,119 @@ _DTYPES = {
 }
 _CODES = {dt.newbyteorder(">") if dt.itemsize > 1 else dt: code for code, dt in _DTYPES.items()}
 
-#: Refuse headers that claim more than this many elements (4 GiB of uint8): a corrupt header
-#: must not make us allocate arbitrary amounts of memory.
-MAX_ELEMENTS = 1 << 32
 
-
-def _read_bytes(path: Path) -> bytes:
+def _open_stream(path: Path) -> BinaryIO:
+    """The file's decompressed bytes as a stream: gzip when it starts with gzip's magic."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-            f.seek(0)
-            if head == b"\x1f\x8b":
-                try:
-                    return gzip.decompress(f.read())
-                except (OSError, EOFError, zlib.error) as e:
-                    raise InputError(f"{path}: corrupt gzip data ({e})") from None
-            return f.read()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, expected an IDX file") from None
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
+    if f.read(2) == b"\x1f\x8b":
+        f.seek(0)
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    f.seek(0)
+    return f
 
 
-def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes into a native-endian array; `name` is used in error messages."""
-    if len(data) < 4:
-        raise InputError(f"{name}: truncated IDX header ({len(data)} bytes, need at least 4)")
-    if data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES or data[3] == 0:
-        magic = int.from_bytes(data[:4], "big")
+def gunzip_bounded(data: bytes, name: str, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """gzip `data` decompressed, refusing (InputError naming `name`) more than `limit` bytes or a
+    truncated or corrupt stream: a downloaded file is decompressed only as far as the limit."""
+    decoder = zlib.decompressobj(wbits=31)
+    try:
+        out = decoder.decompress(data, limit + 1)
+    except zlib.error as e:
+        raise InputError(f"{name}: corrupt gzip data ({e})") from None
+    if len(out) > limit:
+        raise InputError(f"{name}: decompresses to more than {limit:,} bytes (the limit)")
+    if not decoder.eof:
+        raise InputError(f"{name}: corrupt gzip data (truncated)")
+    return out
+
+
+def _header(head: bytes, name: str) -> tuple[np.dtype, list[int], int]:
+    """(dtype, dims, header length) of an IDX header at the start of `head`."""
+    if len(head) < 4:
+        raise InputError(f"{name}: truncated IDX header ({len(head)} bytes, need at least 4)")
+    if head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES or head[3] == 0:
+        magic = int.from_bytes(head[:4], "big")
         raise InputError(
             f"{name}: bad magic number 0x{magic:08x} "
             "(an IDX file starts with 0x0000, a type code 08/09/0b/0c/0d/0e and the number of dimensions)"
         )
-    dtype = _DTYPES[data[2]]
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise InputError(f"{name}: truncated IDX header ({len(data)} bytes, need {header} for {ndim} dimensions)")
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    count = int(np.prod(dims, dtype=np.uint64)) if dims else 0
-    if count > MAX_ELEMENTS:
-        raise InputError(f"{name}: header claims {count} elements (dims {dims}), more than {MAX_ELEMENTS}")
+    ndim = head[3]
+    size = 4 + 4 * ndim
+    if len(head) < size:
+        raise InputError(f"{name}: truncated IDX header ({len(head)} bytes, need {size} for {ndim} dimensions)")
+    dims = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    count = _count(dims)
+    if count > MAX_ARRAY_ELEMENTS:
+        raise InputError(f"{name}: header claims {count} elements (dims {dims}), more than {MAX_ARRAY_ELEMENTS}")
+    return _DTYPES[head[2]], dims, size
+
+
+def _count(dims: list[int]) -> int:
+    count = 1
+    for d in dims:
+        count *= d
+    return count
+
+
+def _array(data: bytes, dtype: np.dtype, dims: list[int], offset: int, name: str) -> np.ndarray:
+    count = _count(dims)
     expected = count * dtype.itemsize
-    actual = len(data) - header
+    actual = len(data) - offset
     if actual < expected:
         raise InputError(f"{name}: truncated: dims {dims} need {expected} data bytes, file has {actual}")
     if actual > expected:
         raise InputError(f"{name}: oversized: dims {dims} need {expected} data bytes, file has {actual - expected} extra")
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=True)
 
 
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into a native-endian array; `name` is used in error messages."""
+    dtype, dims, offset = _header(data, name)
+    return _array(data, dtype, dims, offset, name)
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (optionally .gz); errors name the file and the problem."""
+    """Read an IDX file (optionally .gz); errors name the file and the problem.
+
+    The header is read first and the data only as far as it declares (plus one byte, to catch
+    extra data), so a lying header or a decompression bomb costs no more than the limits allow.
+    """
     path = Path(path)
-    return parse_idx(_read_bytes(path), str(path))
+    name = str(path)
+    try:
+        with _open_stream(path) as stream:
+            head = stream.read(4)
+            if len(head) == 4 and head[:2] == b"\0\0":
+                head += stream.read(4 * head[3])
+            dtype, dims, offset = _header(head, name)
+            expected = _count(dims) * dtype.itemsize
+            if expected > MAX_DECOMPRESSED_BYTES:
+                raise InputError(f"{name}: header claims {expected:,} data bytes, more than {MAX_DECOMPRESSED_BYTES:,}")
+            data = head + _read_at_most(stream, expected + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"{name}: corrupt gzip data ({e})") from None
+    return _array(data, dtype, dims, offset, name)
+
+
+def _read_at_most(stream: BinaryIO, limit: int, chunk: int = 1 << 24) -> bytes:
+    """Up to `limit` bytes of `stream`, read in chunks, so a header that claims more than the
+    stream holds allocates only what is really there."""
+    parts = []
+    while limit > 0:
+        part = stream.read(min(limit, chunk))
+        if not part:
+            break
+        parts.append(part)
+        limit -= len(part)
+    return b"".join(parts)
 
 
 def encode_idx(array: np.ndarray) -> bytes:

@@ -5,6 +5,9 @@ cannot load (torchvision's decoders are the same code, deprecated in its favour 
 the 2-core CPU either takes 30–40 µs per 32×32 CIFAR image against 120–170 µs with PIL,
 pixel-identical (docs/benchmarks.md, "Data formats").  PNG, WebP and GIF go through the same
 library's general decoder, anything else through PIL.
+
+Only the formats of `core.limits.IMAGE_FORMATS` are read, and an image declaring more than
+`MAX_IMAGE_PIXELS` pixels is refused from its header, before any decoder allocates its pixels.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import contextlib
 import functools
 import io
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..core.limits import IMAGE_FORMATS, MAX_IMAGE_PIXELS
 from ..errors import InputError
 
 if TYPE_CHECKING:
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 JPEG_MAGIC = b"\xff\xd8\xff"
 #: How many JPEGs one torchvision call decodes: bounds the temporary tensors, not the speed.
 CHUNK = 1024
+#: How much of a file `header_size` looks at: JPEG frame headers follow the metadata segments.
+HEADER_BYTES = 1 << 16
 #: PIL modes of single-channel images.
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
@@ -37,6 +44,8 @@ def decode_images(encoded: Sequence[bytes], where: Callable[[int], str], channel
     """
     if not encoded:
         return np.zeros((0, 0, 0, channels or 3), np.uint8)
+    for i, data in enumerate(encoded):
+        check_pixels(data, where(i))
     if channels is None:
         channels = stored_channels(encoded[0], where(0))
     import torch
@@ -96,18 +105,77 @@ def _decode_chunk(encoded: Sequence[bytes], start: int, where: Callable[[int], s
 
 
 @contextlib.contextmanager
-def open_image(data: bytes, name: str) -> Iterator["PIL.Image.Image"]:
-    """`data` opened by PIL for the `with` block; any failure to read it, there or inside the
-    block, is an InputError "NAME: not a readable image (why)"."""
+def open_image(data: bytes | Path, name: str) -> Iterator["PIL.Image.Image"]:
+    """`data` (bytes or a file) opened by PIL for the `with` block, header read, size checked.
+
+    Only `IMAGE_FORMATS` are recognised and at most `MAX_IMAGE_PIXELS` pixels accepted; any
+    failure to read it, there or inside the block, is an InputError "NAME: ..." in one line.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        head = data[:HEADER_BYTES] if isinstance(data, bytes) else _file_head(data)
+        size = header_size(head)
+        if size is not None:
+            _check_size(size, name)
+        with Image.open(source, formats=IMAGE_FORMATS) as image:
+            _check_size(image.size, name)
             yield image
+    except FileNotFoundError:
+        raise InputError(f"{name}: file not found") from None
     except UnidentifiedImageError:
-        raise InputError(f"{name}: not a readable image (unknown format)") from None
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{name}: not a readable image ({', '.join(IMAGE_FORMATS)})") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: image is too large (at most {MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise InputError(f"{name}: not a readable image ({e})") from None
+
+
+def _file_head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(HEADER_BYTES)
+
+
+def _check_size(size: tuple[int, int], name: str) -> None:
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(f"{name}: image of {width}x{height} pixels is too large (at most {MAX_IMAGE_PIXELS:,} pixels)")
+
+
+def check_pixels(data: bytes, name: str) -> None:
+    """InputError unless the encoded image declares at most MAX_IMAGE_PIXELS pixels (and is of a
+    readable format): PNG and JPEG sizes are read from their headers here (a few µs), others by PIL."""
+    size = header_size(data)
+    if size is not None:
+        _check_size(size, name)
+        return
+    with open_image(data, name):
+        pass
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's frame header; None for anything else (or a
+    JPEG whose markers are not as expected: PIL then reads it)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:3] != JPEG_MAGIC:
+        return None
+    i, n = 2, len(data)
+    while i + 9 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
 
 
 def stored_channels(data: bytes, name: str) -> int:

@@ -52,7 +52,16 @@ def _dtype(code: Any, align: Any = 0, copy: Any = 1) -> np.dtype:
     return np.dtype(text)
 
 
+def _encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    """`_codecs.encode` as Python 3 calls it in protocol 0–2 pickles: how those spell a bytes
+    object (its latin-1 text).  Nothing but str → bytes in latin-1 is accepted."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused("_codecs.encode called with unexpected arguments")
+    return text.encode("latin-1")
+
+
 _ALLOWED = {
+    ("_codecs", "encode"): _encode,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,

@@ -89,16 +89,16 @@ def label_with_model_dir(model_dir: str | os.PathLike, inputs: Sequence[str], k:
 
 def label_with_export(version_dir: str | os.PathLike, inputs: Sequence[str], k: int = 5) -> list[Labeled]:
     """Top-k labels by an exported version directory (model.onnx + signature.json, onnxruntime on CPU)."""
-    from ..export.exportdir import INPUT_NAME, Signature
+    import importlib.util
 
+    from ..export.exportdir import INPUT_NAME, Signature, onnx_session
+
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        raise InputError("onnxruntime and onnx not installed: pip install 'visionflow[serve]'")
     directory = Path(version_dir)
     signature = Signature.load(directory / "signature.json")
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise InputError("onnxruntime not installed: pip install 'visionflow[serve]'") from None
     batch, sources = read_inputs(inputs, signature.preprocessing)
-    session = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = onnx_session(directory / "model.onnx", signature)
     (probabilities,) = session.run(["probabilities"], {INPUT_NAME: batch})
     return rank(probabilities, sources, signature.class_names, k)
 

@@ -18,6 +18,8 @@ from torch import nn
 
 from ..core.devices import autocast_for
 from ..errors import InputError
+from ..formats.imagecodec import open_image
+from ..formats.npy import read_npy_file
 from ..preprocessing import Preprocessing, tta_logits
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -38,30 +40,21 @@ class Prediction:
 
 def read_image(path: Path, pre: Preprocessing) -> np.ndarray:
     """One image file → (H, W, C) uint8, converted and resized (or cropped) as `pre` says."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return pre.fit_image(image)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{path}: not a readable image ({e})") from None
+    with open_image(path, str(path)) as image:
+        return pre.fit_image(image)
 
 
 def read_npy(path: Path, pre: Preprocessing) -> np.ndarray:
-    """A .npy batch → (N, H, W, C) uint8.
+    """A .npy batch → (N, H, W, C) uint8, N ≥ 1.
 
     Accepts (H,W), (H,W,C), (N,H,W), (N,H,W,C) or flat (N, H*W*C) arrays; uint8 means 0–255 and
-    floats mean 0–1 (the tutorials' `mnist.test.images`).  Loaded without pickle.
+    floats mean 0–1 (the tutorials' `mnist.test.images`).  Read without pickle, its header checked
+    against the file and the limits before anything is allocated (`formats.npy`).
     """
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"{path}: not a readable .npy array ({e})") from None
-    return pixel_batch(array, pre, str(path))
+    batch = pixel_batch(read_npy_file(path), pre, str(path))
+    if not len(batch):
+        raise InputError(f"{path}: holds no images (shape {tuple(batch.shape)})")
+    return batch
 
 
 def pixel_batch(array: np.ndarray, pre: Preprocessing, name: str = "array") -> np.ndarray:

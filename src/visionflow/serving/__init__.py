@@ -15,5 +15,3 @@
 This package imports the export signature and graph, the model registry and the input contract,
 never the training engine or the datasets, so a server starts without them.
 """
-
-DEFAULT_MAX_BODY_BYTES = 16 * 2**20  # here, not in app.py, so the CLI can show it without importing starlette

@@ -56,6 +56,10 @@ class _Job:
     loop: asyncio.AbstractEventLoop
 
 
+class BatcherClosed(RuntimeError):
+    """Raised by `submit` once the batcher is closed (its version was unloaded)."""
+
+
 class DynamicBatcher:
     """Runs `run(images) -> {output name: array with one row per image}` on merged requests.
 
@@ -87,7 +91,7 @@ class DynamicBatcher:
     def submit(self, images: np.ndarray) -> asyncio.Future:
         """Queue (n, H, W, C) uint8 images; the future resolves to their rows of every output."""
         if self._closed:
-            raise RuntimeError("batcher is closed")
+            raise BatcherClosed("batcher is closed")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self._ready:

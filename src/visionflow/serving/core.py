@@ -10,24 +10,25 @@ The protocols (tfserving, kserve) build on this module; app.py routes requests t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import numpy as np
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..core.limits import IDLE_TIMEOUT_S, MAX_BODY_BYTES, REQUEST_TIMEOUT_S, RETIRE_DRAIN_S
 from ..errors import InputError
 from ..export.exportdir import ExportBase, parse_version
 from ..preprocessing import Preprocessing
-from . import DEFAULT_MAX_BODY_BYTES
-from .batching import Arrivals, Outputs
+from .batching import Arrivals, BatcherClosed, Outputs
 from .errors import RequestError, bad_request, not_found
 from .monitoring import ServingMetrics
 from .runtime import RuntimeOptions, ServedVersion, load_version
@@ -50,7 +51,9 @@ class ServeOptions:
     policy: VersionPolicy = field(default_factory=VersionPolicy)
     version_labels: dict[str, int] = field(default_factory=dict)
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes: int = MAX_BODY_BYTES
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    idle_timeout_s: float = IDLE_TIMEOUT_S
 
     def check(self) -> "ServeOptions":
         if not MODEL_NAME.fullmatch(self.model_name):
@@ -63,6 +66,8 @@ class ServeOptions:
                   (self.runtime.batch_timeout_s >= 0, "--batch-timeout-micros must be 0 or more"),
                   (self.runtime.batch_threads >= 0, "--num-batch-threads must be 0 (auto) or more"),
                   (self.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024"),
+                  (self.request_timeout_s > 0, "--request-timeout must be positive"),
+                  (self.idle_timeout_s > 0, "--idle-timeout must be positive"),
                   (0 <= self.port <= 65535, "--port must be 0 to 65535")]
         for ok, message in checks:
             if not ok:
@@ -72,11 +77,13 @@ class ServeOptions:
 
 @dataclass
 class Call:
-    """What an endpoint learned about its request, for the metrics."""
+    """What an endpoint learned about its request, for the metrics (and whether it is still
+    reading the body, which decides 408 or 504 when the request times out)."""
 
     api: str = "other"
     model: str = ""
     version: str = ""
+    reading_body: bool = False
 
 
 class Serving:
@@ -87,7 +94,8 @@ class Serving:
         self.metrics = ServingMetrics()
         self.arrivals = Arrivals()
         self.versions = ModelVersions(options.model_name, ExportBase(options.base_path), options.policy, self._load,
-                                      options.version_labels, self._on_change)
+                                      options.version_labels, self._on_change,
+                                      drain_seconds=max(RETIRE_DRAIN_S, options.request_timeout_s + 5.0))
 
     def match_model_path(self, pattern: re.Pattern, request: Request, call: Call) -> tuple[re.Match, int | None]:
         """Match `/v1|v2/models/{rest}` against `pattern` (with groups `name` and `version`).
@@ -104,7 +112,7 @@ class Serving:
         call.model = match["name"]
         return match, path_version(match["version"])
 
-    async def read_body(self, request: Request) -> bytes:
+    async def read_body(self, request: Request, call: Call) -> bytes:
         """The body, at most `max_body_bytes` (413 beyond), gzip/deflate content decoded."""
         limit = self.options.max_body_bytes
         declared = request.headers.get("content-length")
@@ -114,6 +122,7 @@ class Serving:
             if int(declared) > limit:
                 raise _too_large(limit)
         chunks, size, more = [], 0, True
+        call.reading_body = True
         while more:  # the ASGI messages themselves: Starlette's stream() adds an async generator
             message = await request.receive()
             if message["type"] == "http.disconnect":
@@ -123,6 +132,7 @@ class Serving:
             if size > limit:
                 raise _too_large(limit)
             chunks.append(chunk)
+        call.reading_body = False
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         return body if encoding == "identity" else _decompress(body, encoding, limit)
@@ -133,14 +143,18 @@ class Serving:
         with self.versions.lease(version, label) as served:
             call.version = str(served.version)
             with self.arrivals.arriving():
-                body = await self.read_body(request)
+                body = await self.read_body(request, call)
                 pre = served.signature.preprocessing
                 if len(body) > OFFLOAD_BYTES:
                     images, parsed = await asyncio.to_thread(parse, body, pre)
                 else:
                     images, parsed = parse(body, pre)
             # no longer arriving *before* it is queued, or the worker would wait for it in vain
-            outputs = await served.batcher.submit(images)
+            try:
+                outputs = await served.batcher.submit(images)
+            except BatcherClosed:
+                raise RequestError(503, f"version {served.version} was unloaded before this request reached it "
+                                        "(it outlasted the drain deadline); retry") from None
         return served, parsed, outputs
 
     def _load(self, version: int) -> ServedVersion:
@@ -167,14 +181,24 @@ def error_response(status: int, message: str) -> Response:
 
 def endpoint(handler: Callable[[Request, Serving, Call], Awaitable[Response]],
              serving: Serving) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: errors as `{"error": ...}` replies, every request counted and timed."""
+    """Wrap a handler: errors as `{"error": ...}` replies, a deadline of `request_timeout_s` (408
+    when the body is still arriving then, 504 when the reply is not ready), every request counted
+    and timed."""
+    timeout = serving.options.request_timeout_s
 
     async def run(request: Request) -> Response:
         call, start = Call(), time.perf_counter()
         try:
-            response = await handler(request, serving, call)
+            async with _deadline(timeout):
+                response = await handler(request, serving, call)
         except RequestError as e:
             response = error_response(e.status, e.message)
+        except TimeoutError:
+            if call.reading_body:  # the rest of the body may still come: this connection cannot go on
+                response = error_response(408, f"request body not received within {timeout:g} s (--request-timeout)")
+                response.headers["connection"] = "close"
+            else:
+                response = error_response(504, f"no reply within {timeout:g} s (--request-timeout)")
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             response = error_response(500, "internal server error (the server log has the details)")
@@ -183,6 +207,32 @@ def endpoint(handler: Callable[[Request, Serving, Call], Awaitable[Response]],
         return response
 
     return run
+
+
+@contextlib.asynccontextmanager
+async def _deadline_310(seconds: float) -> AsyncIterator[None]:
+    """asyncio.timeout for Python 3.10: cancel the task at the deadline, raise TimeoutError."""
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if fired:
+            raise TimeoutError from None
+        raise
+    finally:
+        handle.cancel()
+
+
+_deadline = getattr(asyncio, "timeout", _deadline_310)
 
 
 def path_version(text: str | None) -> int | None:
@@ -214,4 +264,6 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
         raise bad_request(f"body is not valid {encoding} data ({e})") from None
     if len(out) > limit:
         raise _too_large(limit)
+    if not decoder.eof:
+        raise bad_request(f"body is not valid {encoding} data (truncated)")
     return out

@@ -14,19 +14,17 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import io
 import itertools
 import re
 from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+from ..formats.imagecodec import open_image
 from ..preprocessing import Preprocessing
 from .errors import bad_request
 
-MAX_IMAGE_PIXELS = 40_000_000  # per encoded image, checked before decoding (decompression bombs)
-# Only plain raster formats: Pillow would hand some others (EPS) to external programs.
-IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 _B64_SPACE = re.compile(rb"\s+")
 
 
@@ -131,20 +129,15 @@ def b64_bytes(text: Any, where: str) -> bytes:
 
 
 def decode_image(data: bytes, pre: Preprocessing, where: str) -> np.ndarray:
-    """Encoded image bytes → (1, H, W, C) uint8, converted and resized as the model expects."""
-    from PIL import Image, UnidentifiedImageError
+    """Encoded image bytes → (1, H, W, C) uint8, converted and resized as the model expects.
 
+    Formats and the pixel limit are those of every reader (`formats.imagecodec.open_image`).
+    """
     try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise bad_request(f"{where}: image of {width}x{height} pixels is too large "
-                                  f"(at most {MAX_IMAGE_PIXELS:,} pixels)")
+        with open_image(data, where) as image:
             array = pre.fit_image(image)
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise bad_request(f"{where}: not a readable image (PNG, JPEG, BMP, GIF, WebP or TIFF)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise bad_request(f"{where}: not a readable image ({e})") from None
+    except InputError as e:
+        raise bad_request(str(e)) from None
     return array.reshape(1, pre.height, pre.width, pre.channels)
 
 

@@ -36,7 +36,8 @@ async def server_metadata(request: Request, serving: Serving, call: Call) -> Res
 async def health(request: Request, serving: Serving, call: Call) -> Response:
     require_method(request, "GET")
     what = request.path_params["what"]
-    call.api = f"v2_{what}"
+    if what in ("live", "ready"):
+        call.api = f"v2_{what}"
     if what == "live":
         return json_response({"live": True})
     if what == "ready":

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+#: Every value the `api` label takes: a closed set, so no request can grow the metrics page.
+APIS = frozenset({"tfs_predict", "tfs_classify", "tfs_regress", "tfs_unknown", "tfs_metadata", "tfs_status",
+                  "v2_server_metadata", "v2_live", "v2_ready", "v2_infer", "v2_model_ready", "v2_model_metadata",
+                  "metrics", "other"})
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -38,6 +43,9 @@ class ServingMetrics:
         self._batch_children: dict[tuple, tuple] = {}
 
     def observe_request(self, model: str, version: str, api: str, code: int, seconds: float) -> None:
+        """Count one reply.  `model` and `version` are the served name and a loaded version (or "")."""
+        if api not in APIS:
+            api = "other"
         key = (model, version, api, code)
         children = self._request_children.get(key)
         if children is None:  # labels() validates and locks: do it once per label set, not per request

@@ -13,8 +13,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from ..core.fsio import read_text
 from ..errors import InputError
-from ..export.exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature, check_onnx_model
+from ..export.exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature, check_onnx_model, onnx_session
 from .batching import Arrivals, DynamicBatcher, Outputs
 
 RUNTIMES = ("auto", "onnxruntime", "torch")
@@ -54,13 +55,8 @@ class OnnxRunner:
     def __init__(self, path: Path, signature: Signature, threads: int) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, signature, threads)
         self.description = f"onnxruntime {ort.__version__} (CPU)"
-        _check_session(self.session, signature, path)
 
     def run(self, images: np.ndarray) -> Outputs:
         probabilities, classes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
@@ -134,7 +130,7 @@ def load_version(base: ExportBase, version: int, options: RuntimeOptions, arriva
     if missing:
         raise InputError(f"{directory}: incomplete (missing {', '.join(missing)})")
     signature = Signature.load(directory / "signature.json")
-    labels = (directory / "labels.txt").read_text().splitlines()
+    labels = read_text(directory / "labels.txt").splitlines()
     if tuple(labels) != signature.class_names:
         raise InputError(f"{directory / 'labels.txt'}: does not match the class names in signature.json")
     runner = make_runner(directory, signature, options.runtime, options.intra_op_threads)
@@ -170,17 +166,3 @@ def warm_up(runner: Runner, signature: Signature, max_batch_size: int, directory
                              f"{c.dtype}{list(c.shape)}; the signature promises float32[{n}, {k}] and int64[{n}]")
         if not np.isfinite(p).all():
             raise InputError(f"{directory}: the model returns non-finite probabilities")
-
-
-def _check_session(session, signature: Signature, path: Path) -> None:
-    inputs = session.get_inputs()
-    pre = signature.preprocessing
-    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)":
-        raise InputError(f"{path}: expected one uint8 input {INPUT_NAME!r}, found "
-                         f"{[(i.name, i.type) for i in inputs]}")
-    if list(inputs[0].shape[1:]) != [pre.height, pre.width, pre.channels]:
-        raise InputError(f"{path}: input shape {inputs[0].shape} does not match the signature "
-                         f"({pre.height}x{pre.width}x{pre.channels})")
-    names = {o.name for o in session.get_outputs()}
-    if not set(OUTPUT_NAMES) <= names:
-        raise InputError(f"{path}: outputs {sorted(names)} lack {', '.join(sorted(set(OUTPUT_NAMES) - names))}")

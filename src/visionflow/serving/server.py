@@ -46,7 +46,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
                              args.num_batch_threads)
     return ServeOptions(args.model_name, Path(args.model_base_path), args.host, args.port, args.poll_seconds,
                         VersionPolicy(args.version_policy, tuple(args.versions)), labels, runtime,
-                        args.max_body_bytes).check()
+                        args.max_body_bytes, args.request_timeout, args.idle_timeout).check()
 
 
 def serve(options: ServeOptions) -> int:
@@ -62,8 +62,9 @@ def serve(options: ServeOptions) -> int:
                         format="%(asctime)s visionflow serve %(levelname)s: %(message)s")
     sock = bind(options.host, options.port)
     app = build_app(options)
-    config = uvicorn.Config(app, http=http_protocol(), log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5, server_header=False, proxy_headers=False)
+    config = uvicorn.Config(app, http=http_protocol(options.request_timeout_s), log_level="warning", access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=5, server_header=False, proxy_headers=False,
+                            timeout_keep_alive=options.idle_timeout_s)
     server = uvicorn.Server(config)
     port = sock.getsockname()[1]
     run_on_fast_loop(_run(server, sock, lambda: print(banner(options, port, app.serving), flush=True)))

@@ -3,8 +3,9 @@
 A watcher polls the export base.  A new version is loaded and warmed in a worker thread
 while the current one keeps serving; only once it is AVAILABLE are versions the policy no
 longer wants taken out of rotation, and each of those is closed only after the requests
-that hold it (its leases) have finished and its batcher has drained.  So no request fails
-during a swap.  A version that is incomplete (a file missing) is skipped until it is
+that hold it (its leases) have finished — or its drain deadline has passed — and its batcher
+has drained.  So no request fails during a swap, and the draining happens beside the watcher:
+a slow client holding an old version never holds up loading a newer one.  A version that is incomplete (a file missing) is skipped until it is
 complete; one that fails to load (corrupt ONNX, a signature that does not fit) is skipped
 with a logged error and not retried until its files change.
 
@@ -67,7 +68,7 @@ Loader = Callable[[int], ServedVersion]
 class ModelVersions:
     def __init__(self, name: str, base: ExportBase, policy: VersionPolicy, load: Loader,
                  fixed_labels: dict[str, int] | None = None,
-                 on_change: Callable[[int, VersionState], None] | None = None) -> None:
+                 on_change: Callable[[int, VersionState], None] | None = None, drain_seconds: float = 35.0) -> None:
         self.name = name
         self.base = base
         self.policy = policy
@@ -80,6 +81,8 @@ class ModelVersions:
         self._failed: dict[int, Fingerprint] = {}
         self._said: set[tuple] = set()
         self._lock = asyncio.Lock()
+        self.drain_seconds = drain_seconds
+        self._retiring: set[asyncio.Task] = set()
 
     @property
     def labels(self) -> dict[str, int]:
@@ -146,7 +149,7 @@ class ModelVersions:
                     if self.policy.kind == "latest":
                         break
             for version in [v for v in self.available if v not in wanted]:
-                await self._retire(version)
+                self._retire(version)
             for version in [v for v in self.states if v not in present and v not in self.available]:
                 del self.states[version]
                 self._failed.pop(version, None)
@@ -154,7 +157,8 @@ class ModelVersions:
     async def close(self) -> None:
         async with self._lock:
             for version in list(self.available):
-                await self._retire(version)
+                self._retire(version)
+        await asyncio.gather(*self._retiring)
 
     def _complete(self, present: list[int]) -> list[int]:
         out = []
@@ -186,15 +190,28 @@ class ModelVersions:
         self._set_state(version, VersionState("AVAILABLE"))
         return True
 
-    async def _retire(self, version: int) -> None:
+    def _retire(self, version: int) -> None:
+        """Take `version` out of rotation now; close it in the background once drained."""
         served = self.available.pop(version)
         self._set_state(version, VersionState("UNLOADING"))
-        while served.leases:
+        task = asyncio.get_running_loop().create_task(self._drain(served))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _drain(self, served: ServedVersion) -> None:
+        """Wait for the requests holding `served` (at most `drain_seconds`), then close it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_seconds
+        while served.leases and loop.time() < deadline:
             await asyncio.sleep(0.005)
+        if served.leases:
+            log.warning("model %s: version %d closed with %d request(s) still holding it (drain deadline %g s)",
+                        self.name, served.version, served.leases, self.drain_seconds)
         served.batcher.close()
         await asyncio.to_thread(served.batcher.join)
-        self._set_state(version, VersionState("END"))
-        log.info("model %s: version %d unloaded", self.name, version)
+        if served.version not in self.available:  # not loaded again meanwhile
+            self._set_state(served.version, VersionState("END"))
+        log.info("model %s: version %d unloaded", self.name, served.version)
 
     def _set_state(self, version: int, state: VersionState) -> None:
         self.states[version] = state

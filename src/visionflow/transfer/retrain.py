@@ -138,8 +138,6 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
         skipped.append({"file": str(path), "reason": reason})
 
     data = _prepare_data(run, net, folder, weights_used, cache_dir, device, on_skip, stream)
-    directory.path.mkdir(parents=True, exist_ok=True)
-    directory.save_config(run)
     trainer = Trainer(net, run, directory, device, data.train, data.validation, (), stream)
     result = trainer.fit(max_steps_for(config, data.train.steps_per_epoch))
     if result.steps_run:
@@ -152,9 +150,11 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
                               trainer.global_step, "validation")
     if data.test.num_examples:
         test = evaluate(trainer.model, data.test, run.class_names, device, config.precision, trainer.global_step, "test")
-        record_evaluation(directory, test, data.test_images)
     log = _run_log(run, data, weights_used, cache_dir, skipped, result, validation, test)
-    atomic_write_json(directory.path / LOG_FILE, log)
+    if directory.exists():  # a run that has trained nothing has no directory to record into
+        if test is not None:
+            record_evaluation(directory, test, data.test_images)
+        atomic_write_json(directory.path / LOG_FILE, log)
     return RetrainOutcome(run, result, validation, test, trainer.model, data.bottlenecks, log)  # type: ignore[arg-type]
 
 
