@@ -15,7 +15,6 @@ file (or record), no traceback, and model directories byte-identical after a fai
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import hashlib
 import io
@@ -29,7 +28,6 @@ import struct
 import sys
 import tempfile
 import traceback
-import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -155,18 +153,13 @@ def _png(image: np.ndarray) -> bytes:
 
 def run_cli(*args: object) -> tuple[int, str]:
     """`visionflow ARGS` in this process: (exit code, stderr); a crash is exit 99 with its traceback."""
-    from visionflow.cli import main
+    from conftest import run_in_process
 
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 2
-        except BaseException:  # what the product let through: the parent reports it
-            traceback.print_exc(file=err)
-            code = 99
-    return code, err.getvalue()
+    try:
+        proc = run_in_process(*args)
+    except BaseException:  # what the product let through: the parent reports it
+        return 99, traceback.format_exc()
+    return proc.returncode, proc.stderr
 
 
 def digest(directory: Path) -> str:

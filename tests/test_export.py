@@ -122,7 +122,8 @@ def test_export_refusals_are_one_line_errors_and_publish_nothing(models, exports
 
 
 def test_diverged_weights_are_refused_before_publishing(models, tmp_path):
-    """A checkpoint with NaN weights exports to a graph that returns NaN: nothing is published."""
+    """A checkpoint with NaN weights is refused as damaged when it is read: nothing is published.
+    (A graph that returns non-finite probabilities is refused by verification too.)"""
     broken = tmp_path / "diverged"
     shutil.copytree(models["mlp"], broken)
     checkpoint = next((broken / "checkpoints").glob("ckpt-*[0-9].safetensors"))
@@ -130,9 +131,20 @@ def test_diverged_weights_are_refused_before_publishing(models, tmp_path):
     weights["layers.1.weight"][0, 0] = float("nan")
     save_file(weights, str(checkpoint), metadata={"global_step": "8"})
     base = tmp_path / "base"
-    with pytest.raises(InputError, match="not finite"):
+    with pytest.raises(InputError, match="'layers.1.weight' holds NaN or infinite values"):
         export_model(broken, base)
-    assert list(base.iterdir()) == []  # the staging directory is gone too
+    assert not base.exists() or list(base.iterdir()) == []  # no version, no staging directory
+    run, model, _ = load_model(ModelDir(models["mlp"]), torch.device("cpu"))
+    with torch.no_grad():
+        model.layers[1].weight.fill_(float("nan"))  # as if a module diverged in memory
+    graph = ServingGraph(model, run.preprocessing).eval()
+    images = load_dataset("digits").test.images[:4]
+    with pytest.raises(InputError, match="not finite"):
+        verify_export(exports_dir(models, tmp_path) / "model.onnx", graph, images, "digits test split")
+
+
+def exports_dir(models, tmp_path):
+    return export_model(models["mlp"], tmp_path / "good").path
 
 
 def test_verification_catches_an_onnx_file_that_is_not_the_model(models, exports):

@@ -28,6 +28,8 @@ def _problem(case: dict) -> str | None:
         return None if case["exit"] == 0 or 400 <= case["exit"] < 500 else "not a value or a 4xx"
     if case["exit"] == 0:
         return None
+    if case["exit"] == 3:  # a damaged (but finite) optimizer state can make the resumed loss diverge
+        return None if len(lines) == 1 and "loss diverged" in lines[0] else "exit 3 without one line"
     if case["exit"] != 2:
         return f"exit {case['exit']}"
     if len(lines) != 1 or "Traceback" in case["stderr"]:
@@ -45,6 +47,9 @@ def test_mutated_inputs_are_one_line_errors_within_the_memory_cap(request):
     assert len(cases) >= 10 * per_target
     problems = [(c["target"], c["file"], c["mutation"], c["exit"], _problem(c), c["stderr"][-400:])
                 for c in cases if _problem(c)]
+    print(f"{len(cases)} cases: {sum(c['exit'] == 0 for c in cases)} accepted, "
+          f"{sum(c['exit'] != 0 for c in cases)} refused; peak RSS {max(c['peak_rss_kb'] for c in cases) // 1024} MB "
+          f"under a cap of {limit['limit_bytes'] // 2**20} MB of address space")
     assert problems == [], problems[:5]
     refused = [c for c in cases if c["exit"] != 0]
     assert len(refused) > len(cases) // 2  # the mutations do reach the checks

@@ -123,22 +123,22 @@ def load_checkpoint(directory: Path, step: int | None = None, with_state: bool =
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Checkpoint) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in ckpt.state_tensors.items():
-        if key.startswith("optimizer."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = value
-    for key, value in ckpt.state_meta.get("scalars", {}).items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    param_groups = ckpt.state_meta.get("param_groups", [])
-    for group in param_groups:
-        for k, v in list(group.items()):
-            if isinstance(v, list) and k != "params":
-                group[k] = tuple(v)
     try:
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in ckpt.state_tensors.items():
+            if key.startswith("optimizer."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = value
+        for key, value in ckpt.state_meta.get("scalars", {}).items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+        param_groups = ckpt.state_meta.get("param_groups", [])
+        for group in param_groups:
+            for k, v in list(group.items()):
+                if isinstance(v, list) and k != "params":
+                    group[k] = tuple(v)
         optimizer.load_state_dict({"state": state, "param_groups": param_groups})
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise InputError(f"checkpoint {ckpt.step}: optimizer state does not match this optimizer ({e})") from None
     _match_param_layouts(optimizer)
 
@@ -177,9 +177,15 @@ def _flatten_optimizer(sd: dict[str, Any] | None) -> tuple[dict[str, torch.Tenso
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of one checkpoint file, every floating one checked to be finite: training never
+    checkpoints a non-finite value, so one means the file was damaged."""
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except FileNotFoundError:
         raise InputError(f"{path}: checkpoint file missing") from None
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"{path}: corrupt checkpoint ({e})") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InputError(f"{path}: tensor {name!r} holds NaN or infinite values (a damaged checkpoint)")
+    return tensors
