@@ -15,16 +15,20 @@ def test_train_continue_and_nothing_to_do(tmp_path):
     assert first.returncode == 0, first.stderr
     assert re.search(r"step 30/30  loss \d+\.\d+  accuracy [\d.]+%  lr [\d.e+-]+  [\d,]+ examples/s", first.stderr)
     assert "test accuracy" in first.stdout
+    header = first.stderr.split("step 10/30")[0]  # printed before the first step
+    assert f"visionflow: mlp on digits → {d} (new run)" in header and "1,259 train / 179 validation / 359 test" in header
+    assert "recipe  adam lr 0.002, onecycle (warm-up 15%), batch 64, to step 30" in header
     assert json.loads((d / "checkpoints" / "index.json").read_text())["latest"] == 30
     config = json.loads((d / "config.json").read_text())
     assert config["model"]["name"] == "mlp" and config["train"]["steps"] == 30
     assert (d / "labels.txt").read_text().split() == [str(i) for i in range(10)]
-    assert list(d.glob("events.out.tfevents.*")) and list((d / "eval_test").glob("events.*"))
+    assert list((d / "train").glob("events.out.tfevents.*")) and list((d / "eval_test").glob("events.*"))
     for png in ("curves.png", "confusion_test.png", "mistakes_test.png"):
         assert (d / png).read_bytes()[:4] == b"\x89PNG", png
     more = run_cli("train", "--model", "mlp", "--model-dir", d, "--steps", "50", "--log-every", "10", "--json")
     assert more.returncode == 0, more.stderr
     assert "step 40/50" in more.stderr and "step 20/" not in more.stderr  # continued, not restarted
+    assert "resuming from step 30: checkpoints/ckpt-00000030" in more.stderr and "cycle from step 30" in more.stderr
     assert json.loads(more.stdout)["global_step"] == 50
     again = run_cli("train", "--model", "mlp", "--model-dir", d, "--steps", "50")
     assert again.returncode == 0 and "nothing to train" in again.stdout
@@ -81,7 +85,7 @@ def test_predict_images_and_npy(trained_digits, tmp_path):
     assert re.fullmatch(r".*seven\.png: \d \(\d\.\d{4}\)\n", plain.stdout)
 
 
-def test_board_serves_tensorboard(trained_digits):
+def test_board_serves_tensorboard_on_the_next_port_when_its_own_is_taken(trained_digits):
     import socket
     import subprocess
     import sys
@@ -90,13 +94,17 @@ def test_board_serves_tensorboard(trained_digits):
 
     from conftest import ROOT
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    taken = busy.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "visionflow", "board", "--model-dir", str(trained_digits),
-                             "--port", str(port)], env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--port", str(taken)], env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        first = proc.stdout.readline()
+        assert first.startswith(f"port {taken} is in use: TensorBoard took "), (first, proc.stderr.read() if proc.poll() else "")
+        port = int(first.split()[-1])
         deadline = time.time() + 90
         while True:
             try:
@@ -105,12 +113,13 @@ def test_board_serves_tensorboard(trained_digits):
             except OSError:
                 assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "timeout"
                 time.sleep(0.5)
-        assert "." in runs and "eval_test" in runs
+        assert "train" in runs and "eval_test" in runs and "." not in runs
         tags = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=10).read())
-        assert {"loss", "accuracy", "learning_rate", "examples_per_sec"} <= set(tags["."])
+        assert {"loss", "accuracy", "learning_rate", "examples_per_sec"} <= set(tags["train"])
     finally:
         proc.terminate()
         proc.wait(10)
+        busy.close()
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -200,3 +209,65 @@ def test_divergence_stops_with_exit_3_and_keeps_last_checkpoint(tmp_path):
     assert match and 20 < int(match.group(2)) <= 30, proc.stderr
     after = {k: v for k, v in snapshot(d).items() if k.startswith("checkpoints/")}
     assert after == before
+
+
+def test_ctrl_c_writes_a_checkpoint_on_the_way_out_and_the_run_resumes_there(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import child_env
+
+    d = tmp_path / "run"
+    args = [sys.executable, "-m", "visionflow", "train", "--model", "mlp", "--model-dir", str(d), "--steps", "100000",
+            "--log-every", "20", "--checkpoint-every", "100000", "--device", "cpu"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env())
+    for line in proc.stderr:
+        if line.startswith("step 40/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    match = re.search(r"interrupted at step (\d+): checkpoint written", err)
+    assert match, err
+    step = int(match.group(1))
+    assert json.loads((d / "checkpoints" / "index.json").read_text())["latest"] == step >= 40
+    again = run_cli("train", "--model", "mlp", "--model-dir", d, "--steps", str(step + 20), "--device", "cpu")
+    assert again.returncode == 0 and f"resuming from step {step}" in again.stderr
+
+
+def test_help_version_bare_command_and_print_config():
+    from conftest import run_in_process
+
+    bare = run_in_process()
+    assert bare.returncode == 0 and "train" in bare.stdout and "classify-image" in bare.stdout
+    assert run_cli("--version").stdout.strip() == "visionflow 0.1.0"
+    helptext = run_in_process("train", "--help").stdout
+    for group in ("data:", "model:", "length and schedule:", "optimisation:", "checkpoints and logging:",
+                  "device and precision:", "input pipeline"):
+        assert group in helptext
+    assert "peak learning rate [default 0.002, or the recipe's]" in " ".join(helptext.split())
+    printed = run_in_process("train", "--model", "resnet56", "--dataset", "cifar10", "--print-config")
+    config = json.loads(printed.stdout)["train"]
+    assert printed.returncode == 0 and config["epochs"] == 160 and config["augment"]["pad"] == 4
+
+
+def test_predict_warns_about_greyscale_images_for_a_colour_model(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from conftest import run_in_process
+    from visionflow.data.base import dataset_from_arrays
+    from visionflow.engine.config import TrainConfig
+    from visionflow.engine.training import train
+
+    rng = np.random.default_rng(0)
+    data = dataset_from_arrays((rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8), np.arange(64) % 2))
+    train(TrainConfig(model="mlp", steps=2, batch_size=32, device="cpu"), tmp_path / "rgb", data,
+          progress_stream=io.StringIO())
+    Image.new("L", (8, 8), 128).save(tmp_path / "grey.png")
+    proc = run_in_process("predict", "--model-dir", tmp_path / "rgb", tmp_path / "grey.png")
+    assert proc.returncode == 0
+    assert "grey.png is greyscale but the model takes RGB images; converted" in proc.stderr

@@ -156,3 +156,15 @@ def test_decoded_arrays_are_cached_per_shard_until_it_changes(shard_dir, tmp_pat
     os.utime(shard, ns=(1, 1))
     reloaded = load_split([shard], cache_dir=cache)
     assert np.array_equal(reloaded.images, new) and reloaded.labels.tolist() == [3, 2, 1, 0]
+
+
+def test_decoding_shards_shows_progress_and_a_cached_load_is_silent(tmp_path, monkeypatch, capsys):
+    from visionflow.data.shards import load_tfrecord_dataset
+
+    shard = tmp_path / "train-00000-of-00001.tfrecord"
+    write_records(shard, [image_example(encode_png(np.full((4, 4, 1), i, np.uint8)), i % 2) for i in range(6)])
+    monkeypatch.setenv("VISIONFLOW_CACHE", str(tmp_path / "cache"))
+    load_tfrecord_dataset(shard)
+    assert "decoded train-00000-of-00001.tfrecord: 6 images in" in capsys.readouterr().err
+    load_tfrecord_dataset(shard)
+    assert capsys.readouterr().err == ""

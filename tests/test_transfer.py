@@ -147,13 +147,13 @@ def test_retrained_export_is_verified_on_the_folders_real_test_photos(retrained,
     assert verification["examples"] == min(outcome.test.count, VERIFY_EXAMPLES)
 
 
-def test_label_image_prints_label_score_lines(retrained, photo_folder, capsys):
+def test_label_image_prints_the_same_lines_as_classify_image(retrained, photo_folder, capsys):
     model_dir = retrained[0]
     ship = sorted((photo_folder / "ship").glob("train-*.jpg"))[0]
     assert cli.main(["label-image", "--model-dir", str(model_dir), "--top-k", "3", "--device", "cpu", str(ship)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
-    parsed = [re.fullmatch(r"(\w+) ([01]\.\d{5})", line) for line in lines]
+    parsed = [re.fullmatch(r"(\w+) \(score = ([01]\.\d{5})\)", line) for line in lines]
     assert all(parsed), lines
     labels, scores = [m.group(1) for m in parsed], [float(m.group(2)) for m in parsed]
     assert sorted(labels) == sorted(CATEGORIES) and scores == sorted(scores, reverse=True)

@@ -201,10 +201,10 @@ def test_top_k_ranking_and_lines():
     ranked = rank(probabilities, ["a.jpg", "b.jpg"], ("cat", "dog", "emu"), 5)
     assert [r.label for r in ranked[0].top] == ["dog", "emu", "cat"]
     assert [r.label for r in ranked[1].top] == ["cat", "dog", "emu"]  # ties keep class order
-    assert label_lines(ranked[:1]) == ["dog 0.70000", "emu 0.20000", "cat 0.10000"]
-    assert label_lines(ranked, "classify")[:2] == ["a.jpg:", "dog (score = 0.70000)"]
+    assert label_lines(ranked[:1]) == ["dog (score = 0.70000)", "emu (score = 0.20000)", "cat (score = 0.10000)"]
+    assert label_lines(ranked)[:2] == ["a.jpg:", "dog (score = 0.70000)"]
     batch = rank(probabilities, ["x.npy", "x.npy"], ("cat", "dog", "emu"), 1)
-    assert label_lines(batch) == ["x.npy[0]:", "dog 0.70000", "x.npy[1]:", "cat 0.50000"]
+    assert label_lines(batch) == ["x.npy[0]:", "dog (score = 0.70000)", "x.npy[1]:", "cat (score = 0.50000)"]
     assert json.loads(label_lines(batch, as_json=True)[1])["top_k"] == [{"label": "cat", "class": 0, "score": 0.5}]
     with pytest.raises(InputError, match="--top-k"):
         rank(probabilities, ["a", "b"], ("cat", "dog", "emu"), 0)

@@ -43,13 +43,14 @@ _LAZY = {
     "Trainer": "visionflow.engine.loop",
     "default_config": "visionflow.engine.recipes",
     "evaluate": "visionflow.engine.evaluation",
+    "export_model": "visionflow.export.exporter",
     "train": "visionflow.engine.training",
 }
 
 __all__ = [
     "Callback", "Classifier", "Dataset", "DivergedError", "EvalResult", "InputError", "ModelSpec", "RunConfig",
     "Split", "TrainConfig", "Trainer", "VisionflowError", "__version__", "build_model", "dataset_from_arrays",
-    "default_config", "evaluate", "load_dataset", "model_names", "register_model", "train",
+    "default_config", "evaluate", "export_model", "load_dataset", "model_names", "register_model", "train",
 ]
 
 

@@ -113,6 +113,59 @@ class Preprocessing:
         return np.asarray(image, dtype=np.uint8).reshape(self.height, self.width, self.channels)
 
 
+def pixel_batch(array: np.ndarray, pre: Preprocessing, name: str = "array") -> np.ndarray:
+    """Images in any accepted layout → (N, H, W, C) uint8 for the model `pre` describes.
+
+    Layouts: one image (H, W), (H, W, C), (C, H, W) or flat (H·W·C,); a batch (N, H, W),
+    (N, H, W, C), (N, C, H, W) — PyTorch's — or (N, H·W·C).  Values: uint8 0–255, other integers
+    0–255, floats 0–1 (the tutorials' `mnist.test.images`); anything outside is refused rather
+    than clipped (floats 0–16 are scikit-learn's digits, not pixels), with the range found.
+    """
+    import numpy as np
+
+    from .errors import InputError
+
+    array = np.asarray(array)
+    h, w, c = pre.height, pre.width, pre.channels
+    one = {(h, w, c): (h, w, c), (h * w * c,): (h, w, c)} | ({(h, w): (h, w, 1)} if c == 1 else {})
+    if (c, h, w) != (h, w, c):
+        one[(c, h, w)] = "nchw"
+    if array.shape in one:
+        array = array[None]
+    if array.ndim >= 2 and array.shape[1:] in one:
+        layout = one[array.shape[1:]]
+        array = array.transpose(0, 2, 3, 1) if layout == "nchw" else array.reshape(len(array), h, w, c)
+    else:
+        raise InputError(f"{name}: array of shape {array.shape} does not hold {h}x{w}x{c} images "
+                         "(N, H, W[, C]) or (N, C, H, W)")
+    return np.ascontiguousarray(to_uint8(array, name))
+
+
+def to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    """Pixel values → uint8: uint8 as is, other integers 0–255, floats 0–1 (× 255, rounded);
+    InputError naming `name` and the range found for anything else (refused, not clipped: out of
+    range nearly always means the values were scaled differently)."""
+    import numpy as np
+
+    from .errors import InputError
+
+    kind = array.dtype.kind
+    if kind == "u" and array.dtype.itemsize == 1:
+        return array
+    if kind == "f":
+        if not np.isfinite(array).all():
+            raise InputError(f"{name}: pixels contain NaN or infinity")
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise InputError(f"{name}: float pixels must be in 0-1, got {array.min():g}..{array.max():g} "
+                             "(pass integers 0-255, or scale the floats to 0-1)")
+        return np.rint(array * 255.0).astype(np.uint8)
+    if kind in "iu":
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise InputError(f"{name}: integer pixels must be in 0-255, got {array.min()}..{array.max()}")
+        return array.astype(np.uint8)
+    raise InputError(f"{name}: pixels must be numbers, not {array.dtype}")
+
+
 def resample_filter(name: str) -> int:
     """The PIL filter named by `Preprocessing.resize` (bilinear for an unknown name)."""
     from PIL import Image

@@ -9,11 +9,11 @@ from typing import Any
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="evaluate a model directory's checkpoint")
-    ev.add_argument("--model-dir", required=True)
-    ev.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    ev.add_argument("--step", type=int, default=None, help="checkpoint to evaluate (default: latest)")
-    ev.add_argument("--data-dir", default=None)
-    ev.add_argument("--device", default="auto")
+    ev.add_argument("--model-dir", required=True, help="the model directory to evaluate")
+    ev.add_argument("--split", default="test", choices=("train", "validation", "test"), help="which split")
+    ev.add_argument("--step", type=int, default=None, help="checkpoint to evaluate [default: the latest]")
+    ev.add_argument("--data-dir", default=None, help="where the run's dataset lives now [default: where it was]")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     ev.add_argument("--json", action="store_true", help="print results as JSON (one object per evaluation)")
     ev.add_argument("--watch", action="store_true", help="evaluate each new checkpoint until interrupted")
     ev.add_argument("--poll", type=float, default=2.0, help="seconds between checks with --watch")

@@ -22,15 +22,23 @@ COMMAND_MODULES = (train, evaluate, predict, board, serve, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="visionflow", description="Train, evaluate, export, serve and use image classifiers.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    from ..core.version import VERSION
+
+    parser = Parser(prog="visionflow", description="Train, evaluate, export, serve and use image classifiers.",
+                    epilog="`visionflow COMMAND --help` lists a command's options; the README has a tour.")
+    parser.add_argument("--version", action="version", version=f"visionflow {VERSION}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in COMMAND_MODULES:
         module.add_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `visionflow`: what it can do
+        parser.print_help()
+        return 0
     try:
         return args.run(args)
     except VisionflowError as e:

@@ -13,7 +13,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--model-dir", default=None, help="the model directory (or use --server and --model-name)")
     pr.add_argument("--server", default=None, metavar="URL", help="ask a running `visionflow serve` instead")
     pr.add_argument("--model-name", default=None, help="with --server: the served model's name")
-    pr.add_argument("--device", default="auto")
+    pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     pr.add_argument("--json", action="store_true", help="one JSON line per input image")
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="PNG/JPEG image or .npy batch")
     pr.set_defaults(run=cmd_predict)
@@ -75,7 +75,7 @@ def cmd_label_image(args: argparse.Namespace) -> int:
         results = label_with_export(args.export, args.images, args.top_k)
     else:
         results = label_with_model_dir(args.model_dir, args.images, args.top_k, args.device)
-    print("\n".join(label_lines(results, "label", args.json)))
+    print("\n".join(label_lines(results, args.json)))
     return 0
 
 
@@ -84,5 +84,5 @@ def cmd_classify_image(args: argparse.Namespace) -> int:
     from ..infer.labeling import label_lines
 
     results = classify_images(args.images, args.backbone, args.weights, args.top_k, args.device)
-    print("\n".join(label_lines(results, "classify", args.json)))
+    print("\n".join(label_lines(results, args.json)))
     return 0

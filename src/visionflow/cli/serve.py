@@ -24,7 +24,8 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8501, help="TCP port (0: any free port, printed at start)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
-    p.add_argument("--version-policy", choices=("latest", "all", "specific"), default="latest")
+    p.add_argument("--version-policy", choices=("latest", "all", "specific"), default="latest",
+                   help="which versions to serve: the newest that loads, all of them, or those of --versions")
     p.add_argument("--versions", type=int, nargs="+", default=(), metavar="N", help="with --version-policy specific")
     p.add_argument("--version-labels", nargs="+", default=(), metavar="LABEL=N",
                    help="version labels such as stable=1 (also read from BASE/labels.json)")

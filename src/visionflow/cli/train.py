@@ -26,39 +26,82 @@ def train_args(p: argparse.ArgumentParser) -> None:
     from ..models import model_names
     from ..engine.config import PRECISIONS, SCHEDULES
 
-    p.add_argument("--model", default=S, help=f"registered model: {', '.join(model_names())} (default cnn)")
-    p.add_argument("--dataset", default=S, choices=dataset_names(),
-                   help="; ".join(f"{name}: {summary}" for name, (_, summary) in DATASETS.items()))
-    p.add_argument("--data-dir", default=S,
-                   help="read the dataset from DIR (cifar: TFRecord shards, binary or python batches, or their "
-                        "archive; tfrecord: a directory, glob or file of shards)")
-    p.add_argument("--model-dir", default=None, help="where the run lives (default runs/MODEL-DATASET)")
-    loop_args(p, "passes over the training split")
-    p.add_argument("--momentum", type=float, default=S, help="for --optimizer momentum")
-    p.add_argument("--weight-decay", type=float, default=S)
-    p.add_argument("--schedule", choices=SCHEDULES, default=S, help="learning-rate schedule (default onecycle)")
-    p.add_argument("--warmup", type=float, default=S, help="warm-up as a fraction of the run")
-    p.add_argument("--label-smoothing", type=float, default=S)
-    p.add_argument("--lr-start-factor", type=float, default=S, help="--schedule linear: start at this fraction of --lr")
-    p.add_argument("--lr-end-factor", type=float, default=S, help="--schedule linear: end at this fraction of --lr")
-    p.add_argument("--ema-decay", type=float, default=S, help="evaluate a moving average of the weights (e.g. 0.9999)")
-    p.add_argument("--lookahead-every", type=int, default=S, help="airbench lookahead: sync weights every N steps")
-    p.add_argument("--dropout", type=float, default=S)
-    p.add_argument("--validation-size", type=int, default=S, help="examples held out of train")
-    p.add_argument("--seed", type=int, default=S)
-    p.add_argument("--deterministic", action="store_true", default=S,
-                   help="deterministic kernels: bit-exact reruns and resumes on CPU")
-    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", choices=PRECISIONS, default=S,
-                   help="auto: bf16 on CUDA, else fp32; fp16 trains with dynamic loss scaling")
-    p.add_argument("--compile", action="store_true", default=S,
-                   help="torch.compile the model (measured slower on short runs: see docs/benchmarks.md)")
-    p.add_argument("--log-every", type=int, default=S, help="log a line every N steps")
-    p.add_argument("--checkpoint-every", type=int, default=S, help="save a checkpoint every N steps")
-    p.add_argument("--keep-checkpoints", type=int, default=S, help="how many checkpoints to keep")
-    p.add_argument("--log-device-placement", action="store_true", help="print where each parameter and layer lives")
-    p.add_argument("--json", action="store_true", help="print the final test evaluation as one JSON object")
-    augment_args(p)
+    d = _defaults()
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", default=S, choices=dataset_names(), metavar="NAME",
+                      help="; ".join(f"{name}: {summary}" for name, (_, summary) in DATASETS.items())
+                      + " [default digits]")
+    data.add_argument("--data-dir", default=S,
+                      help="read the dataset from DIR (cifar: TFRecord shards, binary or python batches, or their "
+                           "archive; tfrecord: a directory, glob or file of shards) [default: found or downloaded]")
+    data.add_argument("--validation-size", type=int, default=S,
+                      help="examples held out of train [default: the dataset's, e.g. 5,000 for MNIST]")
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default=S, help=f"registered model: {', '.join(model_names())} [default cnn]")
+    model.add_argument("--dropout", type=float, default=S, help="dropout rate of the model's dropout layers "
+                                                                "[default: the model's]")
+    loop = p.add_argument_group("length and schedule")
+    loop_args(loop, "passes over the training split", d)
+    loop.add_argument("--schedule", choices=SCHEDULES, default=S, help=f"learning-rate schedule {d['schedule']}")
+    loop.add_argument("--warmup", type=float, default=S, help=f"warm-up as a fraction of the run {d['warmup']}")
+    loop.add_argument("--lr-start-factor", type=float, default=S,
+                      help=f"--schedule linear: start at this fraction of --lr {d['lr_start_factor']}")
+    loop.add_argument("--lr-end-factor", type=float, default=S,
+                      help=f"--schedule linear: end at this fraction of --lr {d['lr_end_factor']}")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--momentum", type=float, default=S, help=f"for --optimizer momentum/nesterov {d['momentum']}")
+    opt.add_argument("--weight-decay", type=float, default=S, help=f"L2 weight decay {d['weight_decay']}")
+    opt.add_argument("--label-smoothing", type=float, default=S, help=f"{d['label_smoothing']}")
+    opt.add_argument("--ema-decay", type=float, default=S,
+                     help=f"evaluate a moving average of the weights, e.g. 0.9999 {d['ema_decay']}")
+    opt.add_argument("--lookahead-every", type=int, default=S,
+                     help=f"airbench lookahead: sync weights every N steps {d['lookahead_every']}")
+    saving = p.add_argument_group("checkpoints and logging")
+    saving.add_argument("--model-dir", default=None, help="where the run lives [default runs/MODEL-DATASET]")
+    saving.add_argument("--checkpoint-every", type=int, default=S, help=f"save a checkpoint every N steps "
+                                                                        f"{d['checkpoint_every']}")
+    saving.add_argument("--keep-checkpoints", type=int, default=S, help=f"how many checkpoints to keep "
+                                                                        f"{d['keep_checkpoints']}")
+    saving.add_argument("--log-every", type=int, default=S, help=f"log a line every N steps {d['log_every']}")
+    saving.add_argument("--log-device-placement", action="store_true", help="print where each parameter and layer lives")
+    saving.add_argument("--json", action="store_true", help="print the final test evaluation as one JSON object")
+    saving.add_argument("--print-config", action="store_true",
+                        help="print the config this command would train with (recipe and flags resolved) and exit")
+    device = p.add_argument_group("device and precision")
+    device.add_argument("--device", default=S, help=f"auto, cpu, cuda, cuda:N or mps {d['device']}")
+    device.add_argument("--precision", choices=PRECISIONS, default=S,
+                        help=f"auto: bf16 on CUDA, else fp32; fp16 trains with dynamic loss scaling {d['precision']}")
+    device.add_argument("--compile", action="store_true", default=S,
+                        help="torch.compile the model (measured slower on short runs: see docs/benchmarks.md)")
+    device.add_argument("--deterministic", action="store_true", default=S,
+                        help="deterministic kernels: bit-exact reruns and resumes on CPU")
+    device.add_argument("--seed", type=int, default=S, help=f"seed of initialisation, data order and distortions "
+                                                           f"{d['seed']}")
+    augment_args(p, d)
+
+
+def _defaults() -> dict[str, str]:
+    """"[default X, or the recipe's]" for every TrainConfig field, for help texts."""
+    import dataclasses
+
+    from ..engine.config import TrainConfig
+
+    recipe_free = {"device", "precision", "seed", "deterministic", "compile"}
+    out = {}
+    config = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(config, f.name)
+        shown = "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        out[f.name] = f"[default {shown}]" if f.name in recipe_free else f"[default {shown}, or the recipe's]"
+    from ..data.augment import Augment
+
+    augment = Augment()
+    for f in dataclasses.fields(Augment):
+        value = getattr(augment, f.name)
+        shown = f"{value:g}" if isinstance(value, float) else " ".join(map(str, value)) if isinstance(value, tuple) \
+            else str(value)
+        out[f"augment.{f.name}"] = f"[default {shown}, or the recipe's]"
+    return out
 
 
 #: Flags (dests) that set `Augment` fields; `gather_augment_flags` makes them one partial "augment" override.
@@ -66,27 +109,34 @@ AUGMENT_FLAGS = ("crop", "pad", "pad_mode", "flip", "brightness", "contrast", "c
                  "brightness_factor")
 
 
-def augment_args(p: argparse.ArgumentParser) -> None:
+def augment_args(p: argparse.ArgumentParser, d: dict[str, str]) -> None:
     """The `--crop … --tta` flags of `visionflow train` (units: see data/augment.py)."""
-    group = p.add_argument_group("input pipeline (defaults come from the model's recipe)")
-    group.add_argument("--crop", type=int, default=S, help="random N×N training crop; evaluation takes the central N×N")
-    group.add_argument("--pad", type=int, default=S, help="pad by N pixels before cropping (random translation)")
+    group = p.add_argument_group("input pipeline (augmentation and the evaluation view)")
+    group.add_argument("--crop", type=int, default=S,
+                       help=f"random N×N training crop; evaluation takes the central N×N {d['augment.crop']}")
+    group.add_argument("--pad", type=int, default=S,
+                       help=f"pad by N pixels before cropping (random translation) {d['augment.pad']}")
     group.add_argument("--augment-shift", type=int, default=S, metavar="N",
                        help="random translation by up to N pixels, zero-filled (the same as --pad N)")
-    group.add_argument("--pad-mode", choices=PAD_MODES, default=S)
-    group.add_argument("--flip", choices=FLIPS, default=S, help="left-right flips: random, or alternating by epoch")
+    group.add_argument("--pad-mode", choices=PAD_MODES, default=S, help=f"{d['augment.pad_mode']}")
+    group.add_argument("--flip", choices=FLIPS, default=S,
+                       help=f"left-right flips: random, or alternating by epoch {d['augment.flip']}")
     group.add_argument("--zoom", type=float, default=S,
-                       help="scale a random window keeping at least 1-F of each side back to full size")
-    group.add_argument("--brightness", type=float, default=S, help="max brightness delta, fraction of the pixel range")
+                       help=f"scale a random window keeping at least 1-F of each side back to full size "
+                            f"{d['augment.zoom']}")
+    group.add_argument("--brightness", type=float, default=S,
+                       help=f"max brightness delta, fraction of the pixel range {d['augment.brightness']}")
     group.add_argument("--contrast", type=float, nargs=2, metavar=("LOWER", "UPPER"), default=S,
-                       help="random contrast factor range (TF random_contrast)")
+                       help=f"random contrast factor range (TF random_contrast) {d['augment.contrast']}")
     group.add_argument("--brightness-factor", type=float, default=S,
-                       help="multiply pixels by a random factor in [1-F, 1+F], clipped")
-    group.add_argument("--cutout", type=int, default=S, help="zero a random N×N square of each training image")
+                       help=f"multiply pixels by a random factor in [1-F, 1+F], clipped {d['augment.brightness_factor']}")
+    group.add_argument("--cutout", type=int, default=S,
+                       help=f"zero a random N×N square of each training image {d['augment.cutout']}")
     group.add_argument("--standardize", choices=STANDARDIZATIONS, default=S,
-                       help="channel: dataset mean/std; per_image: TF per_image_standardization")
+                       help=f"channel: dataset mean/std; per_image: TF per_image_standardization "
+                            f"{d['augment.standardize']}")
     group.add_argument("--tta", type=int, choices=TTA_LEVELS, default=S,
-                       help="test-time augmentation: 0 none, 1 flip, 2 flip + 1-pixel translations")
+                       help=f"test-time augmentation: 0 none, 1 flip, 2 flip + 1-pixel translations {d['augment.tta']}")
 
 
 def gather_augment_flags(flags: dict) -> dict:
@@ -107,7 +157,8 @@ def gather_augment_flags(flags: dict) -> dict:
 def config_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The `TrainConfig` overrides the user gave to `visionflow train` (augment flags gathered)."""
     return gather_augment_flags({k: v for k, v in vars(args).items()
-                                 if k not in ("command", "run", "model_dir", "log_device_placement", "json")})
+                                 if k not in ("command", "run", "model_dir", "log_device_placement", "json",
+                                              "print_config")})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -118,8 +169,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     flags = config_flags(args)
     model_dir = args.model_dir or f"runs/{flags.get('model', 'cnn')}-{flags.get('dataset', 'digits')}"
     config = resolve_config(ModelDir(model_dir), flags)
+    if args.print_config:
+        import dataclasses
+
+        print(json.dumps({"model_dir": model_dir, "train": dataclasses.asdict(config)}, indent=2, sort_keys=True))
+        return 0
     on_start = print_device_placement if args.log_device_placement else None
-    outcome = train(config, model_dir, on_start=on_start)
+    outcome = train(config, model_dir, on_start=on_start, flags=True)
     result, test = outcome.result, outcome.test
     if args.json:
         print(json.dumps({**(test.to_dict() if test else {}), "model_dir": model_dir,
@@ -162,11 +218,14 @@ def retrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fine-tune", action="store_true", default=S, help="train the whole network (slow)")
     p.add_argument("--validation-percentage", type=float, default=S, help="of each category (default 10)")
     p.add_argument("--testing-percentage", type=float, default=S, help="of each category (default 10)")
-    loop_args(p, "passes over the training split (default 30)")
+    loop_args(p, "passes over the training split [default 30; 5 with --fine-tune]",
+              {"batch_size": "[default 64; 32 with --fine-tune]", "lr": "[default 1e-3; 1e-4 with --fine-tune]",
+               "optimizer": "[default adam]"})
     p.add_argument("--dropout", type=float, default=S, help="dropout before the new layer (default 0.2)")
-    p.add_argument("--label-smoothing", type=float, default=S)
-    p.add_argument("--seed", type=int, default=S)
-    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--label-smoothing", type=float, default=S, help="[default 0.1]")
+    p.add_argument("--seed", type=int, default=S, help="seed of the new layer's initialisation and the data order "
+                                                      "[default 0]")
+    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:N or mps [default auto]")
     p.add_argument("--log-every", type=int, default=S, help="log a line every N steps")
     p.add_argument("--json", action="store_true", help="print the final test evaluation as one JSON object")
 

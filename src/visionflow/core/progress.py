@@ -11,11 +11,12 @@ from tqdm import tqdm
 class Progress:
     """A step counter that draws a tqdm bar on a TTY and otherwise stays silent but for `log`."""
 
-    def __init__(self, total: int, initial: int = 0, desc: str = "train", stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, initial: int = 0, desc: str = "train", stream: TextIO | None = None,
+                 unit: str = "step") -> None:
         self.stream = stream or sys.stderr
         self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.bar = tqdm(total=total, initial=initial, desc=desc, file=self.stream, dynamic_ncols=True,
-                        unit="step", leave=False) if self.interactive else None
+                        unit=unit, leave=False) if self.interactive else None
 
     def advance(self, steps: int) -> None:
         """Count steps; tqdm itself limits redraws to a few per second."""

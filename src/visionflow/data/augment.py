@@ -71,35 +71,42 @@ class Augment:
         return bool(self.crop or self.pad or self.flip != "none" or self.brightness or self.zoom
                     or tuple(self.contrast) != (1.0, 1.0) or self.brightness_factor or self.cutout)
 
-    def problems(self, height: int | None = None, width: int | None = None) -> list[str]:
-        """What is wrong with these settings (for images of height×width when given), as flag messages."""
-        out = []
+    def problems(self, height: int | None = None, width: int | None = None, flags: bool = True) -> list[str]:
+        """What is wrong with these settings (for images of height×width when given), named as
+        command-line flags (`--crop`) or, with `flags` False, as Python fields (`augment.crop`)."""
         lower, upper = self.contrast
         checks = [
-            (self.crop >= 0, "--crop must be 0 or more"),
-            (self.pad >= 0, "--pad must be 0 or more"),
-            (self.pad_mode in PAD_MODES, f"--pad-mode must be one of {', '.join(PAD_MODES)}"),
-            (self.flip in FLIPS, f"--flip must be one of {', '.join(FLIPS)}"),
-            (0 <= self.brightness, "--brightness must be 0 or more"),
-            (0 <= lower <= upper, "--contrast needs 0 <= LOWER <= UPPER"),
-            (self.cutout >= 0, "--cutout must be 0 or more"),
-            (self.standardize in STANDARDIZATIONS, f"--standardize must be one of {', '.join(STANDARDIZATIONS)}"),
-            (self.tta in TTA_LEVELS, "--tta must be 0, 1 or 2"),
-            (0 <= self.zoom < 1, "--zoom must be in [0, 1)"),
-            (0 <= self.brightness_factor < 1, "--brightness-factor must be in [0, 1)"),
+            (self.crop >= 0, "{crop} must be 0 or more"),
+            (self.pad >= 0, "{pad} must be 0 or more"),
+            (self.pad_mode in PAD_MODES, f"{{pad_mode}} must be one of {', '.join(PAD_MODES)}"),
+            (self.flip in FLIPS, f"{{flip}} must be one of {', '.join(FLIPS)}"),
+            (0 <= self.brightness, "{brightness} must be 0 or more"),
+            (0 <= lower <= upper, "{contrast} needs 0 <= LOWER <= UPPER"),
+            (self.cutout >= 0, "{cutout} must be 0 or more"),
+            (self.standardize in STANDARDIZATIONS, f"{{standardize}} must be one of {', '.join(STANDARDIZATIONS)}"),
+            (self.tta in TTA_LEVELS, "{tta} must be 0, 1 or 2"),
+            (0 <= self.zoom < 1, "{zoom} must be in [0, 1)"),
+            (0 <= self.brightness_factor < 1, "{brightness_factor} must be in [0, 1)"),
         ]
         if height is not None and width is not None:
             side = min(height, width)
             checks += [
-                (self.crop <= side + 2 * self.pad, f"--crop {self.crop} is larger than the {height}x{width} images"),
+                (self.crop <= side + 2 * self.pad, f"{{crop}} {self.crop} is larger than the {height}x{width} images"),
                 (self.pad_mode != "reflect" or self.pad < side,
-                 f"--pad {self.pad} with reflect padding needs images larger than {self.pad} pixels"),
-                (self.cutout <= (self.crop or side), f"--cutout {self.cutout} is larger than the training crop"),
+                 f"{{pad}} {self.pad} with reflect padding needs images larger than {self.pad} pixels"),
+                (self.cutout <= (self.crop or side), f"{{cutout}} {self.cutout} is larger than the training crop"),
             ]
-        for ok, message in checks:
-            if not ok:
-                out.append(message)
-        return out
+        names = _Names(flags)
+        return [message.format_map(names) for ok, message in checks if not ok]
+
+
+class _Names(dict):
+    def __init__(self, flags: bool) -> None:
+        super().__init__()
+        self.flags = flags
+
+    def __missing__(self, key: str) -> str:
+        return "--" + key.replace("_", "-") if self.flags else f"augment.{key}"
 
 
 #: `visionflow retrain --distortions`: retrain.py's distortions at 10% — zoom into up to 10% of

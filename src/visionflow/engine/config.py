@@ -48,6 +48,12 @@ class TrainConfig:
     lookahead from epoch `lookahead_start_epoch` on: every that many steps the weights move to
     an average whose decay rises as lookahead_decay**every · progress³, and are reset to it at
     each epoch end.
+
+    `schedule_start` is the global step the current learning-rate cycle began at: 0 for a new
+    run; raising the target of a run (more `steps` or `epochs`) starts a new cycle from the step
+    it has reached, so the rate warms up and decays again over the added steps instead of jumping
+    back to the middle of a stretched schedule.  `loss` is "cross_entropy" or, for a loss function
+    given through the Python API, "custom:NAME"; `optimizer` and `schedule` likewise.
     """
 
     model: str = "cnn"
@@ -83,40 +89,59 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 500
     keep_checkpoints: int = 5
+    schedule_start: int = 0
+    loss: str = "cross_entropy"
 
-    def validate(self) -> "TrainConfig":
+    def validate(self, flags: bool = True) -> "TrainConfig":
+        """Raise InputError for the first setting out of range, named as a command-line flag
+        (`--batch-size`) or, with `flags` False, as the Python keyword (`batch_size`)."""
         checks = [
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (self.steps is None or self.steps >= 0, "--steps must be 0 or more"),
-            (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
-            (self.lr > 0, "--lr must be positive"),
-            (self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
-            (0 <= self.warmup < 1, "--warmup must be in [0, 1)"),
-            (0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
-            (self.log_every >= 1, "--log-every must be at least 1"),
-            (self.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
-            (self.keep_checkpoints >= 1, "--keep-checkpoints must be at least 1"),
-            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+            (self.batch_size >= 1, "{batch_size} must be at least 1"),
+            (self.steps is None or self.steps >= 0, "{steps} must be 0 or more"),
+            (self.epochs is None or self.epochs > 0, "{epochs} must be positive"),
+            (self.lr > 0, "{lr} must be positive"),
+            (self.optimizer in OPTIMIZERS or self.optimizer.startswith("custom:"),
+             f"{{optimizer}} must be one of {', '.join(OPTIMIZERS)}" + ("" if flags else " (or a torch optimizer)")),
+            (self.schedule in SCHEDULES or self.schedule.startswith("custom:"),
+             f"{{schedule}} must be one of {', '.join(SCHEDULES)}"),
+            (0 <= self.warmup < 1, "{warmup} must be in [0, 1)"),
+            (0 <= self.label_smoothing < 1, "{label_smoothing} must be in [0, 1)"),
+            (self.log_every >= 1, "{log_every} must be at least 1"),
+            (self.checkpoint_every >= 1, "{checkpoint_every} must be at least 1"),
+            (self.keep_checkpoints >= 1, "{keep_checkpoints} must be at least 1"),
+            (self.precision in PRECISIONS, f"{{precision}} must be one of {', '.join(PRECISIONS)}"),
             ((self.validation_percentage or 0) + (self.testing_percentage or 0) < 100
              and min(self.validation_percentage or 0, self.testing_percentage or 0) >= 0,
-             "--validation-percentage and --testing-percentage must be 0 or more and leave some images to train on"),
+             "{validation_percentage} and {testing_percentage} must be 0 or more and leave some images to train on"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "{ema_decay} must be in (0, 1)"),
+            (self.lookahead_every >= 0, "{lookahead_every} must be 0 or more"),
+            (0 < self.lookahead_decay < 1, "{lookahead_decay} must be in (0, 1)"),
+            (self.lr_start_factor >= 0 and self.lr_end_factor >= 0, "{lr_start_factor} and {lr_end_factor} must be 0 or more"),
+            (not (self.ema_decay and self.lookahead_every), "{ema_decay} and {lookahead_every} cannot be combined"),
+            (self.dropout is None or 0 <= self.dropout < 1, "{dropout} must be in [0, 1)"),
+            (self.momentum >= 0 and self.weight_decay >= 0, "{momentum} and {weight_decay} must be 0 or more"),
+            (self.seed >= 0, "{seed} must be 0 or more"),
+            (0 <= self.schedule_start <= (self.steps if self.steps is not None else self.schedule_start),
+             "{schedule_start} must be between 0 and {steps}"),
         ]
-        checks += [
-            (self.ema_decay is None or 0 < self.ema_decay < 1, "--ema-decay must be in (0, 1)"),
-            (self.lookahead_every >= 0, "--lookahead-every must be 0 or more"),
-            (0 < self.lookahead_decay < 1, "--lookahead-decay must be in (0, 1)"),
-            (self.lr_start_factor >= 0 and self.lr_end_factor >= 0, "--lr-start-factor and --lr-end-factor must be 0 or more"),
-            (not (self.ema_decay and self.lookahead_every), "--ema-decay and --lookahead-every cannot be combined"),
-            (self.dropout is None or 0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
-            (self.momentum >= 0 and self.weight_decay >= 0, "--momentum and --weight-decay must be 0 or more"),
-            (self.seed >= 0, "--seed must be 0 or more"),
-        ]
-        checks += [(False, message) for message in self.augment.problems()]
         for ok, message in checks:
             if not ok:
-                raise InputError(message)
+                raise InputError(message.format_map(SettingNames(flags)))
+        problems = self.augment.problems(flags=flags)
+        if problems:
+            raise InputError(problems[0])
         return self
+
+
+class SettingNames(dict):
+    """`{field}` in a message → the command-line flag (`--batch-size`) or the Python name (`batch_size`)."""
+
+    def __init__(self, flags: bool) -> None:
+        super().__init__()
+        self.flags = flags
+
+    def __missing__(self, key: str) -> str:
+        return "--" + key.replace("_", "-") if self.flags else key
 
 
 @dataclass

@@ -30,31 +30,38 @@ from .summaries import write_eval_summary
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: TensorBatches, class_names: Sequence[str], device: torch.device,
-             precision: str = "auto", global_step: int = 0, split: str = "test") -> EvalResult:
+             precision: str = "auto", global_step: int = 0, split: str = "test",
+             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
     """Loss, accuracy and confusion matrix of `model` over every example of `batches`.
 
     Inputs are prepared by the batches' preprocessing (central crop, standardization) and the
-    logits averaged over its test-time augmentation views (`Preprocessing.tta`), if any.
+    logits averaged over its test-time augmentation views (`Preprocessing.tta`), if any.  The
+    loss is cross-entropy, or `loss_fn`'s batch means weighted by batch size.
     """
     model.eval()
     k = len(class_names)
     confusion = torch.zeros(k * k, dtype=torch.long, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     autocast = autocast_for(device, precision)
-    predictions = []
+    predictions, probabilities = [], []
     for x, y in batches.epoch(0):
         with autocast():
             logits = tta_logits(model, x, batches.tta)
         predicted = logits.argmax(1)
         predictions.append(predicted)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        probabilities.append(torch.softmax(logits.float(), dim=1))
+        if loss_fn is None:
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        else:
+            loss_sum += loss_fn(logits.float(), y).double() * len(y)
         confusion += torch.bincount(y * k + predicted, minlength=k * k)
     count = batches.num_examples
     matrix = confusion.view(k, k).cpu().numpy()
     accuracy = float(np.trace(matrix) / count) if count else 0.0
     predicted_all = torch.cat(predictions).cpu().numpy() if predictions else np.zeros(0, np.int64)
+    probabilities_all = torch.cat(probabilities).cpu().numpy() if probabilities else np.zeros((0, k), np.float32)
     return EvalResult(float(loss_sum.item() / count) if count else 0.0, accuracy, count, matrix,
-                      tuple(class_names), global_step, split, predicted_all)
+                      tuple(class_names), global_step, split, predicted_all, probabilities_all)
 
 
 def load_model(model_dir: ModelDir, device: torch.device, step: int | None = None,
@@ -80,13 +87,15 @@ def load_model(model_dir: ModelDir, device: torch.device, step: int | None = Non
 
 
 def record_evaluation(model_dir: ModelDir, result: EvalResult, data: Split | None = None) -> None:
-    """Results JSON, confusion-matrix PNG, a grid of mistakes (given the data) and the
-    TensorBoard eval summary, all in the model dir."""
+    """Results JSON, confusion-matrix PNG, a grid of mistakes (given the data), and the same in
+    TensorBoard (scalars, both pictures, a precision–recall curve per class), all in the model dir."""
     atomic_write_json(model_dir.path / f"eval_{result.split}.json", result.to_dict())
-    save_confusion_png(result, model_dir.path / f"confusion_{result.split}.png")
+    pictures = {"confusion_matrix": save_confusion_png(result, model_dir.path / f"confusion_{result.split}.png")}
     if data is not None:
-        save_mistakes_grid(data.images, data.labels, result, model_dir.path / f"mistakes_{result.split}.png")
-    write_eval_summary(model_dir.eval_dir(result.split), result)
+        mistakes = model_dir.path / f"mistakes_{result.split}.png"
+        if save_mistakes_grid(data.images, data.labels, result, mistakes):
+            pictures["mistakes"] = mistakes.read_bytes()
+    write_eval_summary(model_dir.eval_dir(result.split), result, data.labels if data is not None else None, pictures)
 
 
 def evaluate_model_dir(path: str | Path, split: str = "test", device: str = "auto", step: int | None = None,

@@ -22,6 +22,9 @@ A model may declare, and the trainer then honours:
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TextIO
@@ -40,6 +43,7 @@ from .callbacks import CallbackList
 from .checkpoint import Checkpoint, load_checkpoint, restore_optimizer, rng_states, save_checkpoint
 from .checkpointing import Checkpointer
 from .config import RunConfig
+from .custom import Customizations, Loss, build_optimizer
 from .metrics import EvalResult
 from .modeldir import ModelDir
 from .optim import lr_at, make_optimizer, optimizer_groups
@@ -84,6 +88,7 @@ class Trainer:
         validation_batches: TensorBatches | None = None,
         callbacks: Sequence[Any] = (),
         progress_stream: TextIO | None = None,
+        custom: Customizations | None = None,
     ) -> None:
         self.run = run
         self.config = config = run.train
@@ -92,7 +97,15 @@ class Trainer:
         self.model = model.to(device=device, memory_format=torch.channels_last)
         self.train_batches = train_batches
         self.validation_batches = validation_batches
-        self.optimizer = make_optimizer(config, optimizer_groups(self.model, config.weight_decay), device)
+        self.progress_stream = progress_stream
+        custom = custom or Customizations()
+        groups = optimizer_groups(self.model, config.weight_decay)
+        self.optimizer = (make_optimizer(config, groups, device) if custom.optimizer is None else
+                          build_optimizer(custom.optimizer, self.model, groups, config.lr, config.weight_decay))
+        self.scheduler = custom.lr_scheduler(self.optimizer) if custom.lr_scheduler is not None else None
+        smoothing = config.label_smoothing
+        self.loss_fn: Loss = custom.loss or (lambda logits, y: F.cross_entropy(logits, y, label_smoothing=smoothing))
+        self.custom_loss = custom.loss  # evaluation reports it instead of cross-entropy
         self.autocast = autocast_for(device, config.precision)
         self.scaler = grad_scaler_for(device, config.precision)
         self.global_step = 0
@@ -139,17 +152,19 @@ class Trainer:
         restore_optimizer(self.optimizer, ckpt)
         if self.scaler is not None and "grad_scaler" in ckpt.state_meta:
             self.scaler.load_state_dict(ckpt.state_meta["grad_scaler"])
+        if self.scheduler is not None and "lr_scheduler" in ckpt.state_meta:
+            self.scheduler.load_state_dict(ckpt.state_meta["lr_scheduler"])
         restore_rng(rng_states(ckpt), self.device)
         self.global_step = self.last_saved = ckpt.step
 
     def _make_step(self) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         model = torch.compile(self.model) if self.config.compile else self.model
-        optimizer, smoothing, autocast, scaler = self.optimizer, self.config.label_smoothing, self.autocast, self.scaler
+        optimizer, loss_fn, autocast, scaler = self.optimizer, self.loss_fn, self.autocast, self.scaler
 
         def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with autocast():
                 logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+                loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -174,21 +189,30 @@ class Trainer:
             self.model_dir.save_config(self.run)
             self._config_saved = True
         extra = self.averaging.state_tensors(self.model) if self.averaging is not None else {}
-        meta = {"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else None
+        meta = {}
+        if self.scaler is not None:
+            meta["grad_scaler"] = self.scaler.state_dict()
+        if self.scheduler is not None:
+            meta["lr_scheduler"] = plain_state(self.scheduler.state_dict())
         save_checkpoint(self.model_dir.checkpoints, self.global_step, self.eval_model, self.optimizer,
                         capture_rng(self.device), self.config.keep_checkpoints, extra, self.max_steps, meta)
         self.last_saved = self.global_step
         self.callbacks.call("on_checkpoint", self.global_step)
 
     def fit(self, max_steps: int) -> TrainResult:
-        """Train until global step `max_steps` (a no-op when the directory is already there)."""
+        """Train until global step `max_steps` (a no-op when the directory is already there).
+
+        Ctrl-C (SIGINT) stops after the current step and writes a checkpoint of it on the way out,
+        then raises KeyboardInterrupt; a second Ctrl-C interrupts at once (writes are atomic, so
+        the directory stays valid — only the steps since the last checkpoint are lost).
+        """
         self.max_steps = max_steps
         cfg, batches, calls = self.config, self.train_batches, self.callbacks
         start_step = self.global_step
         if start_step >= max_steps:
             return TrainResult(start_step, 0, 0.0, 0.0)
         per_epoch = batches.steps_per_epoch
-        self.validation = None
+        self.validation = latest_validation = None
         self.stop_training = False
         self._config_saved = False
         for directory in (self.model_dir.path, self.model_dir.checkpoints):
@@ -196,7 +220,9 @@ class Trainer:
         started = time.perf_counter()
         self.model.train()
         calls.set_trainer(self)
+        interrupt = _InterruptGuard()
         try:
+            interrupt.__enter__()
             calls.call("on_fit_start", self)
             while self.global_step < max_steps and not self.stop_training:
                 epoch, offset = divmod(self.global_step, per_epoch)
@@ -205,10 +231,15 @@ class Trainer:
                     set_epoch(epoch)
                 calls.call("on_epoch_start", epoch)
                 for x, y in batches.epoch(epoch, offset):
-                    lr = lr_at(cfg, self.global_step, max_steps)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr * group.get("lr_scale", 1.0)
+                    if self.scheduler is None:
+                        lr = lr_at(cfg, self.global_step, max_steps)
+                        for group in self.optimizer.param_groups:
+                            group["lr"] = lr * group.get("lr_scale", 1.0)
+                    else:
+                        lr = self.optimizer.param_groups[0]["lr"]
                     loss, correct = self._step_fn(x, y)
+                    if self.scheduler is not None:
+                        self.scheduler.step()
                     self.global_step += 1
                     self._window.add(loss, correct, len(y))
                     if self.global_step % cfg.log_every == 0 or self.global_step == max_steps:
@@ -218,17 +249,79 @@ class Trainer:
                         self.validation = None
                         calls.call("on_validate", epoch, self.global_step)
                         calls.call("on_epoch_end", epoch, self.global_step, self.validation)
+                        latest_validation = self.validation or latest_validation
+                    if interrupt.requested:
+                        self._stop_on_interrupt(interrupt)
                     if self.global_step >= max_steps or self.stop_training:
                         break
             self._window.check_finite(self.global_step)
             seconds = time.perf_counter() - started
             steps_run = self.global_step - start_step
             result = TrainResult(self.global_step, steps_run, seconds,
-                                 steps_run * batches.batch_size / seconds if seconds else 0.0, self.validation)
+                                 steps_run * batches.batch_size / seconds if seconds else 0.0, latest_validation)
             calls.call("on_fit_end", result)
         finally:
+            interrupt.__exit__()
             calls.teardown()
         return result
+
+    def _stop_on_interrupt(self, interrupt: "_InterruptGuard") -> None:
+        """Checkpoint the step just finished, say so, and raise KeyboardInterrupt."""
+        stream = self.progress_stream or sys.stderr
+        interrupt.second_is_immediate()
+        if self.last_saved != self.global_step:
+            try:
+                self.save_checkpoint()
+            except KeyboardInterrupt:
+                lost = self.global_step - (self.last_saved or 0)
+                print(f"\ninterrupted again: the {lost} step(s) since the last checkpoint are lost", file=stream)
+                raise
+        print(f"\ninterrupted at step {self.global_step}: checkpoint written; run the same command to continue",
+              file=stream, flush=True)
+        raise KeyboardInterrupt
+
+
+class _InterruptGuard:
+    """While training, the first SIGINT only asks the loop to stop after the current step (an
+    optimizer step is never cut in half); the second raises KeyboardInterrupt at once.  Outside the
+    main thread, where signals cannot be caught, SIGINT behaves as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_InterruptGuard":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def second_is_immediate(self) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def plain_state(state: dict) -> dict:
+    """A scheduler's state dict as JSON-able data (tensors and functions dropped: a LambdaLR's
+    functions are rebuilt by its constructor; tensors are not expected in schedulers' state)."""
+    import json
+
+    out = {}
+    for key, value in state.items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        out[key] = value
+    return out
 
 
 class _LossWindow:

@@ -19,6 +19,7 @@ class EvalResult:
     global_step: int = 0
     split: str = "test"
     predicted: np.ndarray | None = field(default=None, repr=False)  # (N,) class per example, in data order
+    probabilities: np.ndarray | None = field(default=None, repr=False)  # (N, K) softmax per example
 
     @property
     def precision(self) -> np.ndarray:

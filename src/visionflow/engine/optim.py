@@ -52,10 +52,12 @@ def make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.o
 
 
 def lr_at(config: TrainConfig, step: int, total: int) -> float:
-    """Learning rate for (0-based) `step` of a `total`-step run: a pure function, so resume is exact."""
-    if config.schedule == "constant" or total <= 0:
+    """Learning rate for (0-based) `step` of a run that ends at step `total`: a pure function, so
+    resume is exact.  The schedule spans the current cycle, from `config.schedule_start` to `total`."""
+    start = config.schedule_start
+    if config.schedule == "constant" or total <= start:
         return config.lr
-    progress = min(step / total, 1.0)
+    progress = min(max(step - start, 0) / (total - start), 1.0)
     warm = config.warmup
     if config.schedule == "linear":
         start, end = config.lr_start_factor, config.lr_end_factor

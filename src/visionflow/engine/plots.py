@@ -1,8 +1,9 @@
-"""Pictures people look at before reading numbers: the confusion matrix, sample grids."""
+"""Pictures people look at before reading numbers: the confusion matrix, the mistakes, the curves."""
 
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -20,70 +21,92 @@ def _pyplot():
     return plt
 
 
-def _save_png(plt, fig, path: Path, tight: bool = True) -> None:
-    """Lay out (unless placed by hand), render to PNG in memory, write atomically, free the figure."""
+def _save_png(plt, fig, path: Path, tight: bool = True) -> bytes:
+    """Lay out (unless placed by hand), render to PNG in memory, write atomically, free the figure;
+    returns the PNG."""
     if tight:
         fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
-def save_confusion_png(result: EvalResult, path: Path) -> None:
-    """A confusion matrix heat map with counts, row-normalised colours, accuracy in the title."""
+def save_confusion_png(result: EvalResult, path: Path) -> bytes:
+    """The confusion matrix, normalised per true class, with the counts written in the cells.
+
+    Colours are each row's shares on a square-root scale, so that 1% of a class's 1,000 test
+    images misread as another class still shows; the diagonal is coloured apart (green) so the
+    errors are what the eye finds.  Returns the PNG.
+    """
+    from matplotlib.colors import PowerNorm
+
     plt = _pyplot()
     matrix = result.confusion
     k = len(result.class_names)
     rows = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
-    size = max(4.0, 0.55 * k + 2)
+    off = np.ma.masked_where(np.eye(k, dtype=bool), shares)
+    diagonal = np.ma.masked_where(~np.eye(k, dtype=bool), shares)
+    size = max(4.5, 0.6 * k + 2.5)
     fig, ax = plt.subplots(figsize=(size, size * 0.9))
-    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), result.class_names, rotation=45, ha="right")
-    ax.set_yticks(range(k), result.class_names)
+    errors = ax.imshow(off, cmap="Reds", norm=PowerNorm(0.5, vmin=0, vmax=max(float(off.max() or 0), 0.05)))
+    ax.imshow(diagonal, cmap="Greens", vmin=0, vmax=1)
+    labels = [textwrap.shorten(name, 18, placeholder="…") for name in result.class_names]
+    ax.set_xticks(range(k), labels, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+    ax.set_yticks(range(k), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{result.split}: accuracy {result.accuracy:.2%} at step {result.global_step}")
+    ax.set_title(f"{result.split}: accuracy {result.accuracy:.2%} of {result.count:,} at step {result.global_step}\n"
+                 "colour: share of the true class (errors red, √ scale); numbers: counts", fontsize=9)
+    fig.colorbar(errors, ax=ax, fraction=0.046, pad=0.04, label="share of the true class misread")
     if k <= 20:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if shares[i, j] > 0.5 else "black")
-    _save_png(plt, fig, path)
+                if matrix[i, j] or i == j:
+                    dark = shares[i, j] > (0.5 if i == j else 0.35 * max(float(off.max() or 0), 0.05))
+                    ax.text(j, i, f"{matrix[i, j]:,}", ha="center", va="center", fontsize=7 if k > 10 else 8,
+                            color="white" if dark else "black")
+    return _save_png(plt, fig, path)
 
 
 def save_mistakes_grid(images: np.ndarray, labels: np.ndarray, result: EvalResult, path: Path,
                        limit: int = 48) -> bool:
-    """The first `limit` misclassified examples, each captioned "true → predicted"; False if none.
+    """The first `limit` misclassified examples, each captioned "true → predicted" and the
+    model's confidence in its (wrong) answer; False (nothing written) if there are none.
 
     The tiles are laid into one mosaic image drawn on one axes: a grid of 48 sub-axes took
     ~2 s of layout per evaluation, this takes ~0.2 s.
     """
     if result.predicted is None:
         return False
-    wrong = np.flatnonzero(result.predicted != labels)[:limit]
+    every = np.flatnonzero(result.predicted != labels)
+    wrong = every[:limit]
     if len(wrong) == 0:
         return False
     cols = min(8, len(wrong))
     rows = -(-len(wrong) // cols)
     tiles = _upscaled(images[wrong])  # (n, t, t, 3) uint8, t ≥ 48
     t = tiles.shape[1]
-    gap, caption = t // 8, t // 3  # pixels between tiles, and below each for its caption
+    gap, caption = t // 8, t // 2  # pixels between tiles, and below each for its two caption lines
     cell_w, cell_h = t + gap, t + caption
     mosaic = np.full((rows * cell_h, cols * cell_w - gap, 3), 255, np.uint8)
-    names = result.class_names
+    names = [textwrap.shorten(n, 12, placeholder="…") for n in result.class_names]
     plt = _pyplot()
-    fig = plt.figure(figsize=(1.6 * cols, 1.6 * rows * cell_h / cell_w + 0.4))
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.4 / fig.get_figheight()))
-    for k, i in enumerate(wrong):
-        top, left = (k // cols) * cell_h, (k % cols) * cell_w
-        mosaic[top : top + t, left : left + t] = tiles[k]
-        ax.text(left + t / 2, top + t + caption * 0.15, f"{names[labels[i]]} → {names[result.predicted[i]]}",
-                ha="center", va="top", fontsize=7)
+    fig = plt.figure(figsize=(1.7 * cols, 1.7 * rows * cell_h / cell_w + 0.5))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.5 / fig.get_figheight()))
+    for n, i in enumerate(wrong):
+        top, left = (n // cols) * cell_h, (n % cols) * cell_w
+        mosaic[top : top + t, left : left + t] = tiles[n]
+        line = f"{names[labels[i]]} → {names[result.predicted[i]]}"
+        if result.probabilities is not None:
+            line += f"\n{result.probabilities[i, result.predicted[i]]:.0%} sure"
+        ax.text(left + t / 2, top + t + caption * 0.08, line, ha="center", va="top", fontsize=6.5, linespacing=1.1)
     ax.imshow(mosaic, interpolation="nearest")
     ax.axis("off")
-    fig.suptitle(f"{result.split}: {int((result.predicted != labels).sum())} mistakes of {result.count} "
+    shown = f"showing {len(wrong)} of {len(every):,}" if len(every) > len(wrong) else f"all {len(every):,}"
+    fig.suptitle(f"{result.split} mistakes at step {result.global_step}: {shown} of {result.count:,} images "
                  "(true → predicted)", fontsize=9)
     _save_png(plt, fig, path, tight=False)
     return True
@@ -102,11 +125,13 @@ def _upscaled(images: np.ndarray, at_least: int = 48) -> np.ndarray:
     return out
 
 
-def save_training_curves(model_dir: Path, path: Path) -> bool:
-    """Loss and accuracy against global step, training beside validation, read from the event files.
+def save_training_curves(model_dir: Path, path: Path, test: EvalResult | None = None) -> bool:
+    """Loss and accuracy against global step: training beside validation, and the test result as
+    a point at its step.  Read from the event files; runs of few points get markers.
 
     Returns False (and writes nothing) when there is nothing to plot yet.
     """
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     def scalars(directory: Path, tag: str) -> tuple[list[int], list[float]]:
@@ -117,24 +142,34 @@ def save_training_curves(model_dir: Path, path: Path) -> bool:
         events.Reload()
         if tag not in events.Tags().get("scalars", []):
             return [], []
-        points = {e.step: e.value for e in events.Scalars(tag)}  # the last write of a step wins (resumed runs)
+        points = {e.step: e.value for e in events.Scalars(tag)}  # the last write of a step wins
         steps = sorted(points)
         return steps, [points[s] for s in steps]
 
-    train_loss = scalars(model_dir, "loss")
+    train_dir = model_dir / "train" if (model_dir / "train").is_dir() else model_dir  # before 0.2: events at the top
+    train_loss = scalars(train_dir, "loss")
     if not train_loss[0]:
         return False
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, tag in zip(axes, ("loss", "accuracy")):
-        for label, directory in (("train", model_dir), ("validation", model_dir / "eval_validation")):
+        for label, directory in (("train", train_dir), ("validation", model_dir / "eval_validation")):
             steps, values = scalars(directory, tag)
             if steps:
-                ax.plot(steps, values, label=label, marker="o" if label == "validation" else None, markersize=3)
+                few = len(steps) <= 12
+                ax.plot(steps, values, label=label, marker="o" if few or label == "validation" else None,
+                        markersize=3.5 if few else 3)
+        if test is not None:
+            value = test.loss if tag == "loss" else test.accuracy
+            ax.plot([test.global_step], [value], marker="*", markersize=11, linestyle="none", color="black",
+                    label=f"test {value:.2%}" if tag == "accuracy" else f"test {value:.3g}")
         ax.set_xlabel("global step")
         ax.set_title(tag)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
     axes[0].set_yscale("log")
+    axes[1].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:.0%}"))
     _save_png(plt, fig, path)
     return True

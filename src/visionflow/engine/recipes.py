@@ -37,13 +37,15 @@ def default_config(model: str = "cnn", dataset: str = "digits") -> TrainConfig:
     return config_from_recipe(TrainConfig(model=model, dataset=dataset), recipe)
 
 
-def resolve_config(model_dir: ModelDir, overrides: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+def resolve_config(model_dir: ModelDir, overrides: dict[str, Any], base: TrainConfig | None = None,
+                   flags: bool = True) -> TrainConfig:
     """The config to train with: the directory's own when it holds a run, else the recipe.
 
     On a directory that holds a run, flags outside CONTINUABLE must agree with it: a model
     directory is one model, trained one way.  An "augment" override may be a dict of some of
     `Augment`'s fields: they replace those of the recipe's (or the stored run's) distortions.
-    `base` replaces the model's recipe for a new run (retrain has its own).
+    `base` replaces the model's recipe for a new run (retrain has its own).  Errors name settings
+    as command-line flags, or as Python keywords when `flags` is False.
     """
     if base is None:
         base = default_config(overrides.get("model", "cnn"), overrides.get("dataset", "digits"))
@@ -56,17 +58,20 @@ def resolve_config(model_dir: ModelDir, overrides: dict[str, Any], base: TrainCo
         for key, value in overrides.items():
             if key in CONTINUABLE or value == getattr(stored, key):
                 continue
+            other = "another --model-dir" if flags else "another model directory"
             if key == "model":
-                raise InputError(f"{model_dir.path}: holds a {stored.model!r} model, not {value!r} (use another --model-dir)")
-            flag = "--" + key.replace("_", "-")
-            raise InputError(f"{model_dir.path}: was trained with {flag} {getattr(stored, key)}, got {value} "
-                             "(use another --model-dir to change it)")
+                raise InputError(f"{model_dir.path}: holds a {stored.model!r} model, not {value!r} (use {other})")
+            if flags:
+                setting, given = f"--{key.replace('_', '-')} {getattr(stored, key)}", f"{value}"
+            else:
+                setting, given = f"{key}={getattr(stored, key)!r}", f"{value!r}"
+            raise InputError(f"{model_dir.path}: was trained with {setting}, got {given} (use {other} to change it)")
         continuing = {k: v for k, v in overrides.items() if k in CONTINUABLE}
         if "steps" in continuing and "epochs" not in continuing:
             continuing["epochs"] = None
         if "epochs" in continuing and "steps" not in continuing:
             continuing["steps"] = None
-        return dataclasses.replace(stored, **continuing).validate()
+        return dataclasses.replace(stored, **continuing).validate(flags)
     if "steps" in overrides and "epochs" not in overrides:
         base = dataclasses.replace(base, epochs=None)
-    return dataclasses.replace(base, **overrides).validate()
+    return dataclasses.replace(base, **overrides).validate(flags)

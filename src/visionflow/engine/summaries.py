@@ -1,16 +1,28 @@
-"""TensorBoard summaries through TensorBoard's own event-file writer.
+"""TensorBoard summaries, in TensorBoard's own event format and through its own summary builders.
 
-Training scalars go to the model directory itself, evaluation scalars to `eval_<split>/`, so
-TensorBoard draws the training and evaluation curves of one run side by side.
-`TensorBoardLogger` is the callback that writes them while a run trains.
+A model directory holds one TensorBoard run per kind of event: `train/` (loss, accuracy,
+learning rate and throughput; weight histograms; the input grid, the model's graph, the config
+as text and its hyperparameters for the HParams dashboard) and `eval_<split>/` (accuracy and
+loss at every evaluation; for full evaluations also the confusion matrix and mistakes grid as
+images and a precision–recall curve per class).
+
+Resuming a run first trims, from the event files already there, every event logged after the
+checkpoint it resumes from, so its curves continue without doubling back and TensorBoard never
+has to purge "out of order" steps.  An evaluation folder keeps one event file that every
+evaluation appends to (TensorBoard tails appended files), rather than one file per evaluation.
+`TensorBoardLogger` is the callback that writes the training run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,25 +30,33 @@ from .callbacks import Callback
 from .metrics import EvalResult
 
 if TYPE_CHECKING:
+    from .config import RunConfig
     from .loop import Trainer
 
+TRAIN_RUN = "train"
+#: The one event file of an evaluation folder ("tfevents" in its name is what TensorBoard looks for).
+EVAL_EVENTS = "events.out.tfevents.visionflow-eval"
 
-def _writer(logdir: Path, purge_step: int | None = None):
+
+def _writer(logdir: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(log_dir=str(logdir), purge_step=purge_step)
+    return SummaryWriter(log_dir=str(logdir))
+
+
+def _summary():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.utils.tensorboard import summary
+    return summary
 
 
 class TrainSummaries:
-    """Writes scalars, weight histograms, an input grid and the graph of one training run.
+    """Writes scalars, weight histograms, an input grid, the graph and the config of one training run."""
 
-    `purge_step` is the resumed step: events a killed run wrote after its last checkpoint
-    are hidden by TensorBoard, so curves do not double back.
-    """
-
-    def __init__(self, logdir: Path, purge_step: int | None = None) -> None:
-        self.writer = _writer(logdir, purge_step or None)
+    def __init__(self, logdir: Path) -> None:
+        self.writer = _writer(logdir)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for name, value in values.items():
@@ -67,22 +87,103 @@ class TrainSummaries:
         finally:
             model.train(was_training)
 
+    def config(self, run: "RunConfig") -> None:
+        """The run's config as text, and its hyperparameters for the HParams dashboard (with the
+        training loss and accuracy as its metrics)."""
+        self.writer.add_text("config", "```json\n" + run.to_json() + "```", 0)
+        summary = _summary()
+        params = hparams_of(run)
+        for proto in summary.hparams(params, {"loss": 0.0, "accuracy": 0.0}):
+            self.writer.file_writer.add_summary(proto)
+
     def close(self) -> None:
         self.writer.close()
 
 
-def write_eval_summary(logdir: Path, result: EvalResult) -> None:
-    writer = _writer(logdir)
-    writer.add_scalar("accuracy", result.accuracy, result.global_step)
-    writer.add_scalar("loss", result.loss, result.global_step)
-    writer.close()
+def hparams_of(run: "RunConfig") -> dict[str, Any]:
+    """The TrainConfig flattened to the scalars the HParams plugin takes (augment as augment.FIELD)."""
+    out: dict[str, Any] = {"model": run.model.name}
+    for key, value in dataclasses.asdict(run.train).items():
+        if isinstance(value, dict):
+            for inner, v in value.items():
+                out[f"{key}.{inner}"] = v if isinstance(v, (bool, int, float, str)) else str(v)
+        elif value is not None:
+            out[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return out
+
+
+def trim_events(logdir: Path, after_step: int) -> int:
+    """Drop, from every event file in `logdir`, the events logged after `after_step` (a killed
+    run's steps past its last checkpoint).  Files are rewritten atomically; returns the events dropped."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    from ..core.fsio import remove_stale_temps
+    from ..errors import InputError
+    from ..formats.tfrecord import read_records, write_records
+
+    dropped = 0
+    if not logdir.is_dir():
+        return 0
+    remove_stale_temps(logdir)
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        if path.name.startswith("."):
+            continue
+        kept, removed = [], 0
+        try:
+            for data in read_records(path):
+                event = Event.FromString(data)
+                if event.step > after_step and not event.HasField("file_version"):
+                    removed += 1
+                else:
+                    kept.append(data)
+        except (InputError, ValueError):
+            continue  # a torn last record of a killed writer: TensorBoard reads what is whole
+        if removed:
+            write_records(path, kept)
+            dropped += removed
+    return dropped
+
+
+def write_eval_summary(logdir: Path, result: EvalResult, labels: np.ndarray | None = None,
+                       images: dict[str, bytes] | None = None) -> None:
+    """Append one evaluation to `logdir`'s event file: accuracy and loss; a precision–recall
+    curve per class when the true `labels` (N,) and the result's probabilities are there; and
+    `images` ({tag: PNG bytes}, such as the confusion matrix)."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    from ..formats.tfrecord import frame_record
+
+    summary = _summary()
+    step, now = result.global_step, time.time()
+    protos = [summary.scalar("accuracy", result.accuracy), summary.scalar("loss", result.loss)]
+    if labels is not None and result.probabilities is not None and len(labels):
+        for k, name in enumerate(result.class_names):
+            protos.append(summary.pr_curve(f"pr_curve/{k}_{name}", labels == k, result.probabilities[:, k],
+                                           num_thresholds=101))
+    for tag, png in (images or {}).items():
+        protos.append(summary.image(tag, _png_array(png), dataformats="HWC"))
+    path = logdir / EVAL_EVENTS
+    logdir.mkdir(parents=True, exist_ok=True)
+    records = [] if path.exists() else [Event(wall_time=now, file_version="brain.Event:2").SerializeToString()]
+    records += [Event(wall_time=now, step=step, summary=proto).SerializeToString() for proto in protos]
+    with open(path, "ab") as f:  # appended, as every TensorBoard writer does: readers tail the file
+        f.write(b"".join(frame_record(r) for r in records))
+        f.flush()
+
+
+def _png_array(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 class TensorBoardLogger(Callback):
     """Scalars at every log line, weight histograms at every checkpoint, validation results at
-    epoch ends, and — for a run that starts at step 0 — a grid of training inputs and the model's
-    graph.  The event file is opened with the first of these, after a step has trained, so a run
-    that fails at once leaves no event file behind."""
+    epoch ends, and — for a run that starts at step 0 — a grid of training inputs, the model's
+    graph, the config and its hyperparameters.  The event file is opened with the first of these,
+    after a step has trained, so a run that fails at once leaves no event file behind; a resumed
+    run first trims what a killed run logged after its checkpoint."""
 
     def __init__(self) -> None:
         self.summaries: TrainSummaries | None = None
@@ -95,11 +196,16 @@ class TensorBoardLogger(Callback):
         if self.summaries is None:
             trainer = self.trainer
             assert trainer is not None
-            self.summaries = TrainSummaries(trainer.model_dir.path, purge_step=self.start_step)
+            path = trainer.model_dir.path
+            if self.start_step:
+                for logdir in (path, path / TRAIN_RUN, trainer.model_dir.eval_dir("validation")):
+                    trim_events(logdir, self.start_step)
+            self.summaries = TrainSummaries(path / TRAIN_RUN)
             if self.start_step == 0:
                 batches = trainer.train_batches
                 self.summaries.input_grid(0, batches.images[: min(32, batches.num_examples)])
                 self.summaries.graph(trainer.model, batches.inputs(1))
+                self.summaries.config(trainer.run)
         return self.summaries
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
@@ -112,7 +218,9 @@ class TensorBoardLogger(Callback):
     def on_epoch_end(self, epoch: int, step: int, result: EvalResult | None) -> None:
         if result is not None and self.trainer is not None:
             self._writer()
-            write_eval_summary(self.trainer.model_dir.eval_dir(result.split), result)
+            batches = self.trainer.validation_batches
+            labels = batches.labels.cpu().numpy() if batches is not None else None
+            write_eval_summary(self.trainer.model_dir.eval_dir(result.split), result, labels)
 
     def teardown(self) -> None:
         if self.summaries is not None:

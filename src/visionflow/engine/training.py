@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TextIO
 
@@ -18,15 +19,18 @@ from torch import nn
 from ..core.devices import resolve_device
 from ..data.base import Dataset
 from ..data.batches import TensorBatches
-from ..data.catalog import load
+from ..data.catalog import DATASETS, load
 from ..errors import InputError
 from ..models import ModelSpec, build_model
 from ..preprocessing import fit_preprocessing
+from .checkpoint import read_index
 from .config import RunConfig, TrainConfig
-from .loop import TrainResult, Trainer
+from .custom import Customizations, check_custom_names
 from .evaluation import evaluate, record_evaluation
+from .loop import TrainResult, Trainer
 from .metrics import EvalResult
 from .modeldir import ModelDir
+from .reporting import run_header
 from .run_data import request_for
 
 
@@ -78,6 +82,11 @@ class TrainOutcome:
     model: nn.Module
 
 
+#: How far a call trains: a function of (the global step the directory is at, steps per epoch)
+#: returning the global step to stop at.  None: the config's `steps` or `epochs` (absolute).
+Target = Callable[[int, int], int]
+
+
 def train(
     config: TrainConfig,
     model_dir: str | os.PathLike,
@@ -86,51 +95,92 @@ def train(
     callbacks: Sequence[Any] = (),
     progress_stream: TextIO | None = None,
     on_start: Callable[[RunConfig, nn.Module, torch.device], None] | None = None,
+    custom: Customizations | None = None,
+    target: Target | None = None,
+    flags: bool = False,
 ) -> TrainOutcome:
     """Train `config` into `model_dir` (continuing what is there) and evaluate on the test split.
 
     `model` replaces the registered model named by the config: a module, or a function that
-    builds one (the Estimator's model_fn).  `callbacks` join the engine's own (engine/callbacks.py).
+    builds one (the Estimator's model_fn).  `callbacks` join the engine's own (engine/callbacks.py);
+    `custom` holds Python objects that replace named settings (engine/custom.py).  `target` sets
+    how far to train (see `Target`; the config's absolute `steps`/`epochs` by default).  Raising a
+    run's target starts a new learning-rate cycle at the step it has reached (`schedule_start`).
     Nothing is written to `model_dir` until a step has trained (then config.json comes with the
     first checkpoint), so a run that fails on bad input or an unreadable checkpoint changes nothing.
+    `flags` words errors as command-line flags rather than Python names.
     """
-    config.validate()
+    config.validate(flags)
+    custom = custom or Customizations()
     directory = ModelDir(model_dir)
     set_determinism(config)
     device = resolve_device(config.device)
-    dataset = dataset or load(config.dataset, request_for(config))
-    problems = config.augment.problems(*dataset.image_shape[:2])
+    stored = directory.load_config() if directory.exists() else None
+    if stored is not None:
+        check_custom_names({"optimizer": stored.train.optimizer, "loss": stored.train.loss,
+                            "schedule": stored.train.schedule}, custom, str(directory.path))
+    if dataset is None:
+        if config.dataset not in DATASETS:
+            raise InputError(f"{directory.path}: trained on in-memory data ({config.dataset!r}), which cannot be "
+                             "loaded by name: continue it through the Python API, passing the data")
+        dataset = load(config.dataset, request_for(config))
+    elif dataset.name not in DATASETS:
+        config = dataclasses.replace(config, dataset=dataset.name)  # in-memory data: never loaded by name
+    problems = config.augment.problems(*dataset.image_shape[:2], flags=flags)
     if problems:
         raise InputError(f"dataset {dataset.name!r}: {problems[0]}")
-    if directory.exists():
-        run = directory.load_config()
+    if stored is not None:
+        run = stored
         check_data_fits(run, dataset, directory)
-        run.train = config
     else:
-        custom = model is not None
-        run = make_run_config(config, dataset, model_name=f"custom:{_name_of(model)}" if custom else None)
+        run = make_run_config(config, dataset, model_name=f"custom:{_name_of(model)}" if model is not None else None)
     torch.manual_seed(config.seed)
     net = _instantiate(model, run)
     train_batches = TensorBatches(dataset.train, run.preprocessing, config.batch_size, device, shuffle=True,
                                   seed=config.seed, drop_last=True, augment=config.augment)
+    run.train = _with_target(config, directory, train_batches.steps_per_epoch, target)
     eval_size = max(config.batch_size, 1000)
     validation = TensorBatches(dataset.validation, run.preprocessing, eval_size, device)
-    trainer = Trainer(net, run, directory, device, train_batches, validation, callbacks, progress_stream)
+    trainer = Trainer(net, run, directory, device, train_batches, validation, callbacks, progress_stream, custom)
     if on_start:
         on_start(run, trainer.model, device)
-    result = trainer.fit(max_steps_for(config, train_batches.steps_per_epoch))
-    if result.steps_run:
-        from .plots import save_training_curves
-
-        save_training_curves(directory.path, directory.path / "curves.png")
+    max_steps = max_steps_for(run.train, train_batches.steps_per_epoch)
+    if max_steps > trainer.global_step:
+        sizes = (len(dataset.train), len(dataset.validation), len(dataset.test))
+        print(run_header(trainer, dataset.name, sizes, max_steps, trainer.global_step or None),
+              file=progress_stream or sys.stderr, flush=True)
+    result = trainer.fit(max_steps)
     test = None
     if len(dataset.test):
         test_batches = TensorBatches(dataset.test, run.preprocessing, eval_size, device)
-        test = evaluate(trainer.eval_model, test_batches, run.class_names, device, config.precision,
-                        trainer.global_step, "test")
+        test = evaluate(trainer.eval_model, test_batches, run.class_names, device, run.train.precision,
+                        trainer.global_step, "test", custom.loss)
         if directory.exists():  # a run that has trained nothing has no directory to record into
             record_evaluation(directory, test, dataset.test)
+    if result.steps_run:
+        from .plots import save_training_curves
+
+        save_training_curves(directory.path, directory.path / "curves.png", test)
     return TrainOutcome(run, result, test, trainer.eval_model)
+
+
+def _with_target(config: TrainConfig, directory: ModelDir, steps_per_epoch: int, target: Target | None) -> TrainConfig:
+    """`config` with the step this call trains to (`steps`, when `target` decides it) and the step
+    its learning-rate cycle starts at: unchanged when resuming toward the same target, the step
+    reached when the target was raised, 0 for a new run."""
+    index = read_index(directory.checkpoints) if directory.exists() else None
+    reached = int(index["latest"]) if index else 0
+    if target is not None:
+        config = dataclasses.replace(config, steps=target(reached, steps_per_epoch), epochs=None)
+    goal = max_steps_for(config, steps_per_epoch)
+    previous = index.get("max_steps") if index else None
+    if index is None:
+        start = 0
+    elif previous is not None and goal > int(previous):
+        start = reached  # a new cycle over the added steps
+    else:
+        start = min(config.schedule_start, reached)
+    return dataclasses.replace(config, schedule_start=start)
 
 
 def _name_of(model: Any) -> str:

@@ -19,5 +19,6 @@ class Validator(Callback):
         if (epoch + 1) % every or batches is None or not batches.num_examples:
             return
         trainer.validation = evaluate(trainer.eval_model, batches, trainer.run.class_names, trainer.device,
-                                      trainer.config.precision, step, "validation")
+                                      trainer.config.precision, step, "validation",
+                                      trainer.custom_loss)
         trainer.model.train()

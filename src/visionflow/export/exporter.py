@@ -14,16 +14,20 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..core.fsio import publish_dir, remove_stale_temps, staging_dir
 from ..core.version import VERSION
 from ..errors import InputError
-from ..preprocessing import Preprocessing
+from ..preprocessing import Preprocessing, pixel_batch
+from ..engine.config import RunConfig, TrainConfig
 from ..engine.evaluation import load_model
 from ..engine.modeldir import ModelDir
+from ..models.spec import ModelSpec
 from .exportdir import INPUT_NAME, OUTPUT_NAMES, ExportBase, Signature, check_version
 from .graph import ServingGraph
 from .verify import DEFAULT_TOLERANCE, Verification, verification_images, verify_export
@@ -40,12 +44,19 @@ class ExportResult:
     verification: Verification
 
 
-def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike, version: int | None = None,
-                 tolerance: float = DEFAULT_TOLERANCE) -> ExportResult:
-    """Export the latest checkpoint of `model_dir` as `export_base/<version>/` (default: the next one).
+def export_model(source: str | os.PathLike | nn.Module, export_base: str | os.PathLike, version: int | None = None,
+                 tolerance: float = DEFAULT_TOLERANCE, *, model: nn.Module | None = None,
+                 example_input: np.ndarray | None = None, class_names: Sequence[str] | None = None) -> ExportResult:
+    """Export a model as `export_base/<version>/` (default: the next version).
 
-    Raises InputError (nothing published) when the version exists, the model cannot be
-    loaded, or the exported graph fails verification.
+    `source` is a model directory (its latest checkpoint; `model` is the module to load it into
+    when the directory holds a custom one) or a `torch.nn.Module` itself.  A bare module takes
+    `example_input` — images (N, H, W[, C]) uint8 0–255 (or float 0–1) — which fixes its input
+    contract: the graph feeds it those pixels scaled to 0–1, NCHW, and the export is verified on
+    them; `class_names` name its outputs (default "0", "1", …).
+
+    Raises InputError (nothing published) when the version exists, the model cannot be loaded,
+    or the exported graph fails verification against PyTorch.
     """
     base = ExportBase(export_base)
     if base.path.exists() and not base.path.is_dir():
@@ -53,8 +64,14 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike, v
     if version is not None:
         check_version(version)
         _refuse_existing(base, version)
-    run, model, step = load_model(ModelDir(model_dir), torch.device("cpu"))
-    graph = ServingGraph(model, run.preprocessing).eval()
+    if isinstance(source, nn.Module):
+        run, net, step, examples = _bare_module(source, example_input, class_names)
+        images, images_source = examples, "example_input"
+    else:
+        run, net, step = load_model(ModelDir(source), torch.device("cpu"), model=model)
+        images, images_source = (_as_pixels(example_input, run.preprocessing) if example_input is not None
+                                 else verification_images(run))
+    graph = ServingGraph(net, run.preprocessing).eval()
     base.path.mkdir(parents=True, exist_ok=True)
     version = version if version is not None else base.next_version()
     _refuse_existing(base, version)
@@ -62,9 +79,8 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike, v
     staging = staging_dir(base.path, str(version))
     try:
         onnx_info = write_onnx(graph, run.preprocessing, staging / "model.onnx")
-        write_weights(model, staging / "model.safetensors", step)
-        images, source = verification_images(run)
-        verification = verify_export(staging / "model.onnx", graph, images, source, tolerance)
+        write_weights(net, staging / "model.safetensors", step)
+        verification = verify_export(staging / "model.onnx", graph, images, images_source, tolerance)
         signature = Signature.for_model(run.model, run.preprocessing, tuple(run.class_names), step, VERSION,
                                         onnx_info, verification.to_dict())
         (staging / "signature.json").write_text(signature.to_json())
@@ -74,6 +90,36 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike, v
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(final, version, run.model.name, step, verification)
+
+
+def _bare_module(module: nn.Module, example_input: np.ndarray | None, class_names: Sequence[str] | None
+                 ) -> tuple[RunConfig, nn.Module, int, np.ndarray]:
+    """A run-like description of a module that never went through a model directory."""
+    if example_input is None:
+        raise InputError("exporting a module needs example_input: images (N, H, W[, C]) that fix its input size")
+    array = np.asarray(example_input)
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or not len(array):
+        raise InputError(f"example_input must be images (N, H, W) or (N, H, W, C), got shape {array.shape}")
+    _, h, w, c = array.shape
+    pre = Preprocessing(c, h, w, (0.0,) * c, (1.0,) * c)  # pixels / 255, no other normalisation
+    images = pixel_batch(array, pre, "example_input")
+    module = module.to("cpu").eval()
+    with torch.no_grad():
+        out = module(pre.normalize(torch.from_numpy(images[:1])))
+    if out.dim() != 2:
+        raise InputError(f"{type(module).__name__} returns shape {tuple(out.shape)}; a classifier returns (N, classes)")
+    k = out.shape[1]
+    names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(k))
+    if len(names) != k:
+        raise InputError(f"{len(names)} class_names for a model with {k} outputs")
+    spec = ModelSpec(f"custom:{type(module).__name__}", k, pre.input_shape)
+    return RunConfig(TrainConfig(model=spec.name, dataset="example_input"), spec, pre, names), module, 0, images
+
+
+def _as_pixels(example_input: np.ndarray, pre: Preprocessing) -> tuple[np.ndarray, str]:
+    return pixel_batch(np.asarray(example_input), pre, "example_input"), "example_input"
 
 
 def write_onnx(graph: ServingGraph, pre: Preprocessing, path: Path) -> dict:

@@ -1,8 +1,7 @@
 """Top-k labels of images: `visionflow label-image` (a retrained model) and `classify-image` (ImageNet).
 
-Output follows the TensorFlow tutorials' scripts: label_image.py prints `label score` per line,
-classify_image.py `name (score = 0.12345)`; with several images each block is headed by the
-image's path.  `--json` prints one object per image instead:
+Both print one format, classify_image.py's: `name (score = 0.12345)` per line, best first; with
+several images each block is headed by the image's path.  `--json` prints one object per image:
 {"input": PATH, "top_k": [{"label": ..., "class": ..., "score": ...}, ...]}.
 """
 
@@ -61,8 +60,8 @@ def rank(probabilities: np.ndarray, sources: Sequence[str], class_names: Sequenc
     return out
 
 
-def label_lines(results: Sequence[Labeled], style: str = "label", as_json: bool = False) -> list[str]:
-    """Printable lines: `label score` (style "label") or `label (score = s)` (style "classify")."""
+def label_lines(results: Sequence[Labeled], as_json: bool = False) -> list[str]:
+    """Printable lines: `label (score = 0.12345)` per class, or one JSON object per image."""
     if as_json:
         return [json.dumps(r.to_dict()) for r in results]
     lines: list[str] = []
@@ -71,7 +70,7 @@ def label_lines(results: Sequence[Labeled], style: str = "label", as_json: bool 
         if len(results) > 1:
             lines.append(f"{r.source}:" if counts[r.source] == 1 else f"{r.source}[{r.index}]:")
         for item in r.top:
-            lines.append(f"{item.label} {item.score:.5f}" if style == "label" else f"{item.label} (score = {item.score:.5f})")
+            lines.append(f"{item.label} (score = {item.score:.5f})")
     return lines
 
 

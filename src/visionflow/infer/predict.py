@@ -7,6 +7,7 @@ Python API; it needs only the model's input contract, so the serving client can 
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,9 @@ from torch import nn
 
 from ..core.devices import autocast_for
 from ..errors import InputError
-from ..formats.imagecodec import open_image
+from ..formats.imagecodec import GREY_MODES, open_image
 from ..formats.npy import read_npy_file
-from ..preprocessing import Preprocessing, tta_logits
+from ..preprocessing import Preprocessing, pixel_batch, tta_logits
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -39,9 +40,19 @@ class Prediction:
 
 
 def read_image(path: Path, pre: Preprocessing) -> np.ndarray:
-    """One image file → (H, W, C) uint8, converted and resized (or cropped) as `pre` says."""
+    """One image file → (H, W, C) uint8, converted and resized (or cropped) as `pre` says.
+
+    A greyscale image given to a colour model (or the other way round) is converted, with a
+    warning on stderr: the answer is rarely what was meant.
+    """
     with open_image(path, str(path)) as image:
-        return pre.fit_image(image)
+        grey = image.mode in GREY_MODES
+        pixels = pre.fit_image(image)
+    if grey != (pre.channels == 1):  # after the image was read: a broken one is an error, not a warning too
+        have, want = ("greyscale", "RGB") if grey else ("in colour", "greyscale")
+        print(f"visionflow: warning: {path} is {have} but the model takes {want} images; converted",
+              file=sys.stderr, flush=True)
+    return pixels
 
 
 def read_npy(path: Path, pre: Preprocessing) -> np.ndarray:
@@ -55,28 +66,6 @@ def read_npy(path: Path, pre: Preprocessing) -> np.ndarray:
     if not len(batch):
         raise InputError(f"{path}: holds no images (shape {tuple(batch.shape)})")
     return batch
-
-
-def pixel_batch(array: np.ndarray, pre: Preprocessing, name: str = "array") -> np.ndarray:
-    """An array of images in any accepted layout → (N, H, W, C) uint8 (see `read_npy`)."""
-    array = np.asarray(array)
-    h, w, c = pre.height, pre.width, pre.channels
-    shapes = {(h, w): (1, h, w, c), (h, w, c): (1, h, w, c), (h * w * c,): (1, h, w, c)}
-    if array.shape in shapes:
-        array = array.reshape(shapes[array.shape])
-    elif array.ndim >= 2 and array.shape[1:] in {(h, w), (h, w, c), (h * w * c,)}:
-        array = array.reshape(len(array), h, w, c)
-    else:
-        raise InputError(f"{name}: array of shape {array.shape} does not hold {h}x{w}x{c} images")
-    if array.dtype == np.uint8:
-        return array
-    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
-        raise InputError(f"{name}: dtype {array.dtype} is not a pixel type")
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all():
-            raise InputError(f"{name}: contains NaN or infinite values")
-        array = array * 255.0
-    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
 
 
 def read_inputs(paths: Sequence[str | Path], pre: Preprocessing) -> tuple[np.ndarray, list[str]]:

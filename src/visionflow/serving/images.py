@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import InputError
 from ..formats.imagecodec import open_image
 from ..preprocessing import Preprocessing
+from ..preprocessing import to_uint8 as pixels_to_uint8
 from .errors import bad_request
 
 _B64_SPACE = re.compile(rb"\s+")
@@ -36,22 +37,13 @@ def image_shapes(pre: Preprocessing) -> frozenset[tuple[int, ...]]:
 
 
 def to_uint8(array: np.ndarray, where: str) -> np.ndarray:
-    """Integers 0–255 or floats 0–1 → uint8; anything else is a 400."""
-    kind = array.dtype.kind
-    if kind == "u" and array.dtype.itemsize == 1:
-        return array
-    if kind in "iu":
-        if array.size and (array.min() < 0 or array.max() > 255):
-            raise bad_request(f"{where}: integer pixels must be in 0-255 (got {array.min()}..{array.max()})")
-        return array.astype(np.uint8)
-    if kind == "f":
-        if not np.isfinite(array).all():
-            raise bad_request(f"{where}: pixels contain NaN or infinity")
-        if array.size and (array.min() < 0 or array.max() > 1):
-            raise bad_request(f"{where}: float pixels must be in 0-1 (got {array.min():g}..{array.max():g}); "
-                              "send integers for 0-255")
-        return np.rint(array * 255.0).astype(np.uint8)
-    raise bad_request(f"{where}: pixels must be numbers, not {_kind_name(array)}")
+    """Integers 0–255 or floats 0–1 → uint8 (`preprocessing.to_uint8`); anything else is a 400."""
+    if array.dtype.kind not in "iuf":
+        raise bad_request(f"{where}: pixels must be numbers, not {_kind_name(array)}")
+    try:
+        return pixels_to_uint8(array, where)
+    except InputError as e:
+        raise bad_request(str(e)) from None
 
 
 def numbers_array(value: Any, where: str) -> np.ndarray:

@@ -144,10 +144,14 @@ def load_version(base: ExportBase, version: int, options: RuntimeOptions, arriva
 def make_runner(directory: Path, signature: Signature, runtime: str, threads: int) -> Runner:
     if runtime not in RUNTIMES:
         raise InputError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    custom = signature.model.name.startswith("custom:")  # a module visionflow cannot rebuild: ONNX only
+    if runtime == "torch" and custom:
+        raise InputError(f"{directory}: holds a custom model ({signature.model.name[7:]}), which only the "
+                         "onnxruntime runtime can serve")
     if runtime == "auto":
         import torch
 
-        runtime = "torch" if torch.cuda.is_available() else "onnxruntime"
+        runtime = "torch" if torch.cuda.is_available() and not custom else "onnxruntime"
     if runtime == "torch":
         import torch
 

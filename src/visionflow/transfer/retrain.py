@@ -50,6 +50,7 @@ from ..engine.evaluation import evaluate, record_evaluation
 from ..engine.metrics import EvalResult
 from ..engine.modeldir import ModelDir
 from ..engine.recipes import config_from_recipe, default_config, resolve_config
+from ..engine.reporting import run_header
 from ..engine.training import max_steps_for, set_determinism
 from .bottlenecks import BottleneckCache, BottleneckStats, compute_bottlenecks, default_bottleneck_dir
 
@@ -139,11 +140,12 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
 
     data = _prepare_data(run, net, folder, weights_used, cache_dir, device, on_skip, stream)
     trainer = Trainer(net, run, directory, device, data.train, data.validation, (), stream)
-    result = trainer.fit(max_steps_for(config, data.train.steps_per_epoch))
-    if result.steps_run:
-        from ..engine.plots import save_training_curves
-
-        save_training_curves(directory.path, directory.path / "curves.png")
+    max_steps = max_steps_for(config, data.train.steps_per_epoch)
+    if max_steps > trainer.global_step:
+        sizes = (data.train.num_examples, data.validation.num_examples, data.test.num_examples)
+        print(run_header(trainer, f"{data.folder.root} ({training_mode(config)})", sizes, max_steps,
+                         trainer.global_step or None), file=stream, flush=True)
+    result = trainer.fit(max_steps)
     validation = test = None
     if data.validation.num_examples:
         validation = evaluate(trainer.model, data.validation, run.class_names, device, config.precision,
@@ -155,6 +157,10 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
         if test is not None:
             record_evaluation(directory, test, data.test_images)
         atomic_write_json(directory.path / LOG_FILE, log)
+    if result.steps_run:
+        from ..engine.plots import save_training_curves
+
+        save_training_curves(directory.path, directory.path / "curves.png", test)
     return RetrainOutcome(run, result, validation, test, trainer.model, data.bottlenecks, log)  # type: ignore[arg-type]
 
 
