@@ -1,4 +1,5 @@
-"""Benchmark: `fastnet` through visionflow vs airbench94 (PyPI `airbench` 0.1.8), time to airbench's accuracy.
+"""Benchmark: `fastnet` through visionflow vs airbench94 (PyPI `airbench` 0.1.8) and airbench's record
+script (airbench94_muon.py), time to their accuracy.
 
 Same data for both: CIFAR-10 as visionflow reads it from `--data-dir` (the cifar10-jpeg TFRecord
 shards: 50,000 training images, no validation hold-out, and the 10,000 test images), handed to
@@ -7,12 +8,16 @@ uint8, `labels` int64 and `classes`), so it downloads nothing.
 
 For each seed, one after the other on the same GPU:
   airbench    `airbench.train94(verbose=False)` then `airbench.evaluate(model, test_loader, tta_level=2)`;
-  fastnet     `visionflow.train()` with the `fastnet` recipe (its time: the engine's training loop,
-              checkpoint and logging included) then visionflow's evaluation with the recipe's TTA.
-Time is wall-clock with the GPU synchronised, training plus the final TTA evaluation (as airbench
-counts it); a warm-up run of each comes first and is not counted (cuDNN autotuning, compilation).
-Reported: accuracy and seconds per seed, mean ± std, and whether fastnet's mean accuracy reaches
-airbench's mean TTA accuracy (the target) and in how much time.
+  record      the record script's own `main(seed, model)` on its compiled model (`--record-script`):
+              its time is the one it measures itself (CUDA events around training and the final TTA
+              evaluation, its per-epoch evaluations left out);
+  fastnet     `visionflow.train()` with the `fastnet` recipe: training, the final TTA evaluation of
+              the test split, and the engine's checkpoint and logging, all counted.
+GPU seconds are measured as airbench measures them: CUDA events recorded before and after the work
+(idle gaps between them count), synchronised once at the end; wall-clock seconds are reported
+beside them.  A warm-up run of each comes first (cuDNN autotuning, compilation): its time is
+reported separately as `warmup_seconds`.  Reported: accuracy and seconds per seed, mean ± std, and
+whether fastnet's mean accuracy reaches each peer's mean TTA accuracy and in how much time.
 
     python bench/fastnet_vs_airbench.py --data-dir ../shared/data/cifar10-jpeg --seeds 5      # on a GPU
     python bench/fastnet_vs_airbench.py --smoke                                               # CPU, tiny data, seconds
@@ -45,10 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import visionflow  # noqa: E402
 from visionflow.core.devices import resolve_device  # noqa: E402
 from visionflow.data.base import Dataset, dataset_from_arrays  # noqa: E402
-from visionflow.data.batches import TensorBatches  # noqa: E402
 from visionflow.data.catalog import load_dataset  # noqa: E402
-from visionflow.engine.evaluation import evaluate  # noqa: E402
-from visionflow.engine.recipes import default_config  # noqa: E402
+from visionflow.engine.recipes import config_from_recipe, default_config  # noqa: E402
+from visionflow.models.fastnet import SGD_RECIPE  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
 
@@ -56,6 +60,31 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar1
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class GpuTimer:
+    """Seconds of GPU timeline between entering and leaving (CUDA events), and of wall clock.
+
+    On a CPU device `gpu_seconds` is the wall-clock time (there is no other timeline)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.gpu_seconds = self.wall_seconds = 0.0
+
+    def __enter__(self) -> "GpuTimer":
+        if self.device.type == "cuda":
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            self._events[0].record()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self._events[1].record()
+            torch.cuda.synchronize(self.device)
+        self.wall_seconds = time.perf_counter() - self._started
+        self.gpu_seconds = (self._events[0].elapsed_time(self._events[1]) / 1000 if self.device.type == "cuda"
+                            else self.wall_seconds)
 
 
 def load_data(args) -> Dataset:
@@ -86,7 +115,9 @@ def write_airbench_files(ds: Dataset, directory: Path) -> None:
 def fastnet_config(args, seed: int, device: torch.device) -> visionflow.TrainConfig:
     config = default_config("fastnet", "cifar10")
     changes = {"seed": seed, "device": str(device), "checkpoint_every": 10**9, "log_every": 10**9,
-               "compile": args.compile}
+               "compile": args.compile, "precision": args.precision}
+    if args.recipe == "sgd":
+        config = config_from_recipe(config, SGD_RECIPE)
     if args.epochs is not None:
         changes["epochs"] = args.epochs
     if args.smoke:
@@ -95,20 +126,14 @@ def fastnet_config(args, seed: int, device: torch.device) -> visionflow.TrainCon
 
 
 def run_fastnet(ds: Dataset, args, seed: int, device: torch.device, workdir: Path) -> dict:
+    """One `visionflow.train()`: training, then its evaluation of the test split with the recipe's TTA."""
     config = fastnet_config(args, seed, device)
     _sync(device)
-    with open(os.devnull, "w") as quiet:
+    with open(os.devnull, "w") as quiet, GpuTimer(device) as timer:
         outcome = visionflow.train(config, workdir / f"fastnet-{seed}-{time.monotonic_ns()}", dataset=ds,
                                    progress_stream=quiet)
-    _sync(device)
-    # the final TTA evaluation, timed on its own (train() also evaluated the test split: same result)
-    batches = TensorBatches(ds.test, outcome.run.preprocessing, 2000, device)
-    t = time.perf_counter()
-    result = evaluate(outcome.model, batches, outcome.run.class_names, device, config.precision, outcome.result.global_step)
-    _sync(device)
-    eval_seconds = time.perf_counter() - t
-    return {"seed": seed, "accuracy": result.accuracy, "train_seconds": outcome.result.seconds,
-            "eval_seconds": eval_seconds, "seconds": outcome.result.seconds + eval_seconds,
+    return {"seed": seed, "accuracy": outcome.test.accuracy, "seconds": timer.gpu_seconds,
+            "wall_seconds": timer.wall_seconds, "train_loop_seconds": outcome.result.seconds,
             "steps": outcome.result.global_step}
 
 
@@ -140,15 +165,47 @@ def run_airbench(seed: int, device: torch.device, workdir: Path, warmup: bool = 
         torch.manual_seed(seed)
         test_loader = airbench.CifarLoader("cifar10", train=False, batch_size=2000)
         _sync(device)
-        t = time.perf_counter()
-        model = airbench.train94(verbose=False)
-        _sync(device)
-        train_seconds = time.perf_counter() - t
-        accuracy = airbench.evaluate(model, test_loader, tta_level=2)
-        _sync(device)
-        seconds = time.perf_counter() - t
-    return {"seed": seed, "accuracy": accuracy, "train_seconds": train_seconds, "eval_seconds": seconds - train_seconds,
-            "seconds": seconds}
+        with GpuTimer(device) as timer:
+            model = airbench.train94(verbose=False)
+            accuracy = airbench.evaluate(model, test_loader, tta_level=2)
+    return {"seed": seed, "accuracy": accuracy, "seconds": timer.gpu_seconds, "wall_seconds": timer.wall_seconds}
+
+
+class RecordScript:
+    """airbench's record script (airbench94_muon.py), loaded as a module and run through its own
+    `main(run, model)` on the model it compiles once (as its `__main__` does)."""
+
+    def __init__(self, path: Path, device: torch.device, workdir: Path) -> None:
+        spec = importlib.util.spec_from_file_location("airbench94_muon", path)
+        self.module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.module)
+        self.device, self.workdir = device, workdir
+        self.model = self.module.CifarNet().to(device).to(memory_format=torch.channels_last)
+        self.model.compile(mode="max-autotune")
+
+    def run(self, seed: int | str) -> dict:
+        """Its TTA accuracy and its own seconds, read from the last row it prints."""
+        import io
+
+        torch.manual_seed(seed if isinstance(seed, int) else 0)
+        out = io.StringIO()
+        with _cwd(self.workdir), contextlib.redirect_stdout(out), GpuTimer(self.device) as timer:
+            accuracy = self.module.main(seed, self.model)
+        own = record_seconds(out.getvalue())
+        return {"seed": seed, "accuracy": float(accuracy), "seconds": own if own is not None else timer.gpu_seconds,
+                "gpu_seconds_with_its_epoch_evals": timer.gpu_seconds, "wall_seconds": timer.wall_seconds}
+
+
+def record_seconds(printed: str) -> float | None:
+    """The time_seconds column of the record script's final ("eval") table row, if printed."""
+    for line in reversed(printed.splitlines()):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 6 and cells[1] == "eval":
+            try:
+                return float(cells[-1])
+            except ValueError:
+                return None
+    return None
 
 
 def summary(runs: list[dict]) -> dict:
@@ -161,13 +218,22 @@ def summary(runs: list[dict]) -> dict:
     return {"runs": runs, "accuracy_mean": acc, "accuracy_std": acc_std, "seconds_mean": sec, "seconds_std": sec_std}
 
 
+def _line(name: str, r: dict) -> str:
+    return f"{name:9s} {r['accuracy']:.2%} in {r['seconds']:.2f} s (wall {r['wall_seconds']:.2f} s)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--epochs", type=float, default=None, help="fastnet epochs (default: the recipe's 9.9)")
+    parser.add_argument("--epochs", type=float, default=None, help="fastnet epochs (default: the recipe's)")
+    parser.add_argument("--precision", default="auto", help="bf16 makes a CPU run ~4x faster on AMX/AVX-512 cores")
+    parser.add_argument("--recipe", choices=("muon", "sgd"), default="muon",
+                        help="fastnet's default (Muon) recipe or airbench94's SGD one (fastnet.SGD_RECIPE)")
     parser.add_argument("--compile", action="store_true", help="torch.compile fastnet (compilation in the warm-up)")
+    parser.add_argument("--record-script", type=Path, help="airbench94_muon.py, run as a second peer when given")
     parser.add_argument("--smoke", action="store_true", help="tiny data on any device: check the script runs")
     parser.add_argument("--skip-airbench", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
@@ -180,45 +246,60 @@ def main() -> None:
         versions["airbench"] = importlib.metadata.version("airbench")
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     results: dict = {"device": str(device), "machine": machine, "versions": versions, "smoke": args.smoke,
-                     "train_images": len(ds.train), "test_images": len(ds.test)}
+                     "recipe": args.recipe, "train_images": len(ds.train), "test_images": len(ds.test),
+                     "warmup_seconds": {}}
     print(f"{machine} · " + " · ".join(f"{k} {v}" for k, v in versions.items()), flush=True)
     skip = "skipped by --skip-airbench" if args.skip_airbench else airbench_unavailable(device)
+    record_skip = ("not given (--record-script)" if args.record_script is None else
+                   f"{args.record_script} not found" if not args.record_script.exists() else
+                   "runs only on CUDA" if device.type != "cuda" else None)
+    runs: dict[str, list[dict]] = {"fastnet": [], "airbench": [], "record": []}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        if skip is None:
+        if skip is None or record_skip is None:
             write_airbench_files(ds, workdir)
-            run_airbench(0, device, workdir, warmup=True)
+        if skip is None:
+            with GpuTimer(device) as timer:
+                run_airbench(0, device, workdir, warmup=True)
+            results["warmup_seconds"]["airbench"] = timer.wall_seconds
         else:
             print(f"airbench: {skip}", flush=True)
             results["airbench_skipped"] = skip
+        record = None
+        if record_skip is None:
+            with GpuTimer(device) as timer:
+                record = RecordScript(args.record_script, device, workdir)
+                record.run("warmup")
+            results["warmup_seconds"]["record"] = timer.wall_seconds
+        else:
+            results["record_skipped"] = record_skip
         warm = dataclasses.replace(fastnet_config(args, 0, device), steps=min(20, len(ds.train) // 128), epochs=None)
-        with open(os.devnull, "w") as quiet:
+        with open(os.devnull, "w") as quiet, GpuTimer(device) as timer:
             visionflow.train(warm, workdir / "warmup", dataset=ds, progress_stream=quiet)
-        fastnet_runs, airbench_runs = [], []
-        for seed in range(args.seeds):
+        results["warmup_seconds"]["fastnet"] = timer.wall_seconds
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             if skip is None:
-                airbench_runs.append(run_airbench(seed, device, workdir))
-                a = airbench_runs[-1]
-                print(f"seed {seed}  airbench: {a['accuracy']:.2%} in {a['seconds']:.2f} s", flush=True)
-            fastnet_runs.append(run_fastnet(ds, args, seed, device, workdir))
-            f = fastnet_runs[-1]
-            print(f"seed {seed}  fastnet:  {f['accuracy']:.2%} in {f['seconds']:.2f} s "
-                  f"(train {f['train_seconds']:.2f} + TTA eval {f['eval_seconds']:.2f})", flush=True)
-    results["fastnet"] = summary(fastnet_runs)
-    f = results["fastnet"]
+                runs["airbench"].append(run_airbench(seed, device, workdir))
+                print(f"seed {seed}  " + _line("airbench", runs["airbench"][-1]), flush=True)
+            if record is not None:
+                runs["record"].append(record.run(seed))
+                print(f"seed {seed}  " + _line("record", runs["record"][-1]), flush=True)
+            runs["fastnet"].append(run_fastnet(ds, args, seed, device, workdir))
+            print(f"seed {seed}  " + _line("fastnet", runs["fastnet"][-1]), flush=True)
+    f = results["fastnet"] = summary(runs["fastnet"])
     print(f"fastnet:  {f['accuracy_mean']:.2%} ± {f['accuracy_std']:.2%}  in {f['seconds_mean']:.2f} ± "
           f"{f['seconds_std']:.2f} s over {args.seeds} seeds")
-    if airbench_runs:
-        results["airbench"] = summary(airbench_runs)
-        a = results["airbench"]
+    for peer in ("airbench", "record"):
+        if not runs[peer]:
+            continue
+        a = results[peer] = summary(runs[peer])
         reached = f["accuracy_mean"] >= a["accuracy_mean"]
-        results["target_accuracy"] = a["accuracy_mean"]
-        results["fastnet_reaches_target"] = reached
-        results["time_ratio"] = a["seconds_mean"] / f["seconds_mean"]
-        print(f"airbench: {a['accuracy_mean']:.2%} ± {a['accuracy_std']:.2%}  in {a['seconds_mean']:.2f} ± "
+        a["fastnet_reaches_its_accuracy"] = reached
+        a["time_ratio"] = a["seconds_mean"] / f["seconds_mean"]
+        print(f"{peer}: {a['accuracy_mean']:.2%} ± {a['accuracy_std']:.2%}  in {a['seconds_mean']:.2f} ± "
               f"{a['seconds_std']:.2f} s")
-        print(f"fastnet {'reaches' if reached else 'does NOT reach'} airbench's {a['accuracy_mean']:.2%} "
-              f"({f['accuracy_mean'] - a['accuracy_mean']:+.2%}); time: airbench / fastnet = {results['time_ratio']:.2f}x")
+        print(f"fastnet {'reaches' if reached else 'does NOT reach'} {peer}'s {a['accuracy_mean']:.2%} "
+              f"({f['accuracy_mean'] - a['accuracy_mean']:+.2%}); time: {peer} / fastnet = {a['time_ratio']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

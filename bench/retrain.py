@@ -47,9 +47,9 @@ CATEGORIES = ("airplane", "automobile", "bird", "cat", "ship")
 BATCH, LR = 64, 1e-3
 
 
-def make_folder(root: Path, per_category: int) -> None:
-    names = (CIFAR / "labels.txt").read_text().split()
-    shards = sorted(CIFAR.glob("train-*.tfrecord"))
+def make_folder(root: Path, per_category: int, cifar: Path = CIFAR) -> None:
+    names = (cifar / "labels.txt").read_text().split()
+    shards = sorted(cifar.glob("train-*.tfrecord"))
     counts = export_image_folder(shards, root, names, CATEGORIES, per_category)
     assert min(counts.values()) == per_category, counts
 
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--per-category", type=int, default=240, help="images per category (5 categories)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the new layer, both contenders")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda: both contenders")
+    parser.add_argument("--data-dir", type=Path, default=CIFAR, help="CIFAR-10 TFRecord shards to take the photos from")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     import timm
@@ -132,7 +133,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        make_folder(work / "photos", args.per_category)
+        make_folder(work / "photos", args.per_category, args.data_dir)
         cache = work / "bottlenecks"
         results = {
             "visionflow_cold": run_visionflow(work / "photos", work, "cold", args.epochs, cache, device),

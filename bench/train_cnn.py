@@ -59,10 +59,10 @@ def lr_at(step: int, total: int, peak: float, warm: float = 0.15) -> float:
     return peak * p / warm if p < warm else peak * 0.5 * (1 + math.cos(math.pi * (p - warm) / (1 - warm)))
 
 
-def run_visionflow(ds, args, device, compile: bool = False) -> dict:
+def run_visionflow(ds, args, device, compile: bool = False, mode: str = "default") -> dict:
     config = visionflow.default_config("cnn", "fashion-mnist")
     config.epochs, config.batch_size, config.device, config.seed = args.epochs, args.batch_size, str(device), args.seed
-    config.compile = compile
+    config.compile, config.compile_mode = compile, mode
     config.checkpoint_every = 10**9  # one checkpoint at the end, as a finished run always writes
     config.log_every = 200
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,11 +164,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true", help="also time visionflow with --compile")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="also time visionflow with its step captured in CUDA graphs (--compile-mode reduce-overhead)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training and test images")
     parser.add_argument("--skip", nargs="*", default=[], help="contenders to leave out")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
     ds = load_dataset("fashion-mnist", args.data_dir)
+    if args.limit:
+        from visionflow.data.base import Dataset, Split
+
+        cut = lambda s: Split(s.images[: args.limit], s.labels[: args.limit])  # noqa: E731
+        ds = Dataset(ds.name, cut(ds.train), cut(ds.validation), cut(ds.test), ds.class_names)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     results: dict = {"device": str(device), "machine": machine, "torch": torch.__version__,
                      "epochs": args.epochs, "batch_size": args.batch_size,
@@ -177,6 +185,8 @@ def main() -> None:
                   "dataloader": lambda: run_dataloader(ds, args, device)}
     if args.compile:
         contenders["visionflow+compile"] = lambda: run_visionflow(ds, args, device, compile=True)
+    if args.cuda_graph:
+        contenders["visionflow+cudagraph"] = lambda: run_visionflow(ds, args, device, True, "reduce-overhead")
     if device.type == "cpu":
         contenders["keras"] = lambda: run_keras(ds, args)
     for name, fn in contenders.items():
@@ -190,6 +200,9 @@ def main() -> None:
         print(f"{name:>18}: {out['examples_per_sec']:8,.0f} examples/s  {out['train_seconds']:7.1f} s  "
               f"test accuracy {out['accuracy']:.2%}", flush=True)
     ours = results["visionflow"]["examples_per_sec"]
+    if "visionflow+cudagraph" in results:
+        results["ratio_cudagraph_vs_dataloader"] = results["visionflow+cudagraph"]["examples_per_sec"] / \
+            results["dataloader"]["examples_per_sec"] if "dataloader" in results else None
     for name in ("dataloader", "keras"):
         if name in results:
             results[f"ratio_vs_{name}"] = ours / results[name]["examples_per_sec"]

@@ -34,6 +34,7 @@ from visionflow.models.fastnet import patch_whitening
     ("resnet56", (3, 32, 32), 853_018),     # "0.85M"
     ("resnet20-v2", (3, 32, 32), 269_722),  # final BN instead of the stem's: same count
     ("fastnet", (3, 32, 32), 1_972_792),    # airbench94: 1.97M (frozen tensors included)
+    ("fastnet96", (3, 32, 32), 9_918_776),  # airbench96's 128/384/512, 3 convs a group: 9.9M
 ])
 def test_shapes_and_parameter_counts(name, shape, params):
     net = build_model(ModelSpec(name, 10, shape))
@@ -80,7 +81,7 @@ def test_cifar_cnn_pools_like_tf_same_padding():
 def test_weight_decay_reaches_only_the_dense_layers_of_cifar_cnn():
     net = build_model(ModelSpec("cifar-cnn", 10, (3, 24, 24)))
     config = TrainConfig(optimizer="sgd", lr=0.5, weight_decay=0.004)
-    optimizer = make_optimizer(config, optimizer_groups(net, config.weight_decay), torch.device("cpu"))
+    optimizer = make_optimizer(config, optimizer_groups(net, config), torch.device("cpu"))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     (0.0 * net(torch.randn(2, 3, 24, 24)).sum()).backward()  # zero gradients: only decay moves weights
     optimizer.step()
@@ -93,7 +94,7 @@ def test_weight_decay_reaches_only_the_dense_layers_of_cifar_cnn():
 
 def test_fastnet_groups_frozen_tensors_and_bias_schedule():
     net = build_model(ModelSpec("fastnet", 10, (3, 32, 32)))
-    groups = optimizer_groups(net, 1e-3)
+    groups = optimizer_groups(net, TrainConfig(optimizer="nesterov", weight_decay=1e-3))
     assert groups[0]["lr_scale"] == 64.0 and groups[0]["weight_decay"] == pytest.approx(1e-3 / 64)
     grouped = {id(p) for g in groups for p in g["params"]}
     assert id(net.whiten.weight) not in grouped and id(net.groups[0].norm1.weight) not in grouped
@@ -189,10 +190,13 @@ def _trainer(directory, config: TrainConfig, dataset, stop_at: int | None = None
 
 @pytest.mark.parametrize("model, steps, options, model_options", [
     ("cifar-cnn", 8, {"checkpoint_every": 4}, {}),
-    ("fastnet", 12, {"lookahead_start_epoch": 1, "batch_size": 16, "checkpoint_every": 3}, {"widths": [16, 32, 32]}),
+    ("fastnet", 12, {"optimizer": "nesterov", "lookahead_every": 5, "lookahead_start_epoch": 1, "batch_size": 16,
+                     "checkpoint_every": 3}, {"widths": [16, 32, 32]}),
+    ("fastnet", 12, {"batch_size": 16, "checkpoint_every": 3}, {"widths": [16, 32, 32]}),  # Muon
 ])
 def test_stopping_and_resuming_equals_an_uninterrupted_run_bit_for_bit(tmp_path, model, steps, options, model_options):
-    """With the moving average (cifar-cnn) or lookahead (fastnet: started at step 5, killed at 7) in the checkpoint.
+    """With the moving average (cifar-cnn) or lookahead (fastnet: started at step 5, killed at 7) in the
+    checkpoint, or fastnet's Muon momentum buffers.
 
     Killed after a log line, as SIGKILL would (tests/test_resume.py kills real processes).  The CPU
     kernels these small models use are deterministic without `torch.use_deterministic_algorithms`
@@ -213,7 +217,7 @@ def test_stopping_and_resuming_equals_an_uninterrupted_run_bit_for_bit(tmp_path,
     want = load_file(str(tmp_path / "straight" / "checkpoints" / f"ckpt-{steps:08d}.state.safetensors"))
     got = load_file(str(tmp_path / "stopped" / "checkpoints" / f"ckpt-{steps:08d}.state.safetensors"))
     assert want.keys() == got.keys()
-    prefix = "train." if model == "cifar-cnn" else "average."
+    prefix = "train." if model == "cifar-cnn" else "average." if config.lookahead_every else "optimizer."
     assert any(k.startswith(prefix) for k in got)
     for key in want:
         assert torch.equal(want[key], got[key]), key

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FASHION_DIR, MNIST_DIR, needs_fashion, needs_mnist
+from conftest import MNIST_DIR, needs_fashion, needs_mnist
 from visionflow.data.base import dataset_from_arrays
 from visionflow.data.catalog import load_dataset
 from visionflow.data.mnist import IDX_DATASETS, verify_idx_download

@@ -47,7 +47,8 @@ def loop_args(p: Any, epochs_help: str, defaults: dict[str, str] | None = None) 
     p.add_argument("--epochs", type=float, default=S, help=f"{epochs_help} {d.get('epochs', '')}".strip())
     p.add_argument("--batch-size", type=int, default=S, help=f"examples per step {d.get('batch_size', '')}".strip())
     recipe = d.get("optimizer", "[default: the recipe's]")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help=f"momentum and nesterov: SGD with --momentum {recipe}")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="momentum and nesterov: SGD with --momentum; muon: orthogonalised updates for conv "
+                   f"filters, nesterov SGD for the rest {recipe}")
     p.add_argument("--lr", type=float, default=S, help=f"peak learning rate {d.get('lr', '')}".strip())
 
 

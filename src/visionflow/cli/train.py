@@ -24,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def train_args(p: argparse.ArgumentParser) -> None:
     from ..data.catalog import DATASETS, dataset_names
     from ..models import model_names
-    from ..engine.config import PRECISIONS, SCHEDULES
+    from ..engine.config import COMPILE_MODES, PRECISIONS, SCHEDULES
 
     d = _defaults()
     data = p.add_argument_group("data")
@@ -49,7 +49,7 @@ def train_args(p: argparse.ArgumentParser) -> None:
     loop.add_argument("--lr-end-factor", type=float, default=S,
                       help=f"--schedule linear: end at this fraction of --lr {d['lr_end_factor']}")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--momentum", type=float, default=S, help=f"for --optimizer momentum/nesterov {d['momentum']}")
+    opt.add_argument("--momentum", type=float, default=S, help=f"for --optimizer momentum/nesterov, and muon's non-filter parameters {d['momentum']}")
     opt.add_argument("--weight-decay", type=float, default=S, help=f"L2 weight decay {d['weight_decay']}")
     opt.add_argument("--label-smoothing", type=float, default=S, help=f"{d['label_smoothing']}")
     opt.add_argument("--ema-decay", type=float, default=S,
@@ -73,6 +73,8 @@ def train_args(p: argparse.ArgumentParser) -> None:
                         help=f"auto: bf16 on CUDA, else fp32; fp16 trains with dynamic loss scaling {d['precision']}")
     device.add_argument("--compile", action="store_true", default=S,
                         help="torch.compile the model (measured slower on short runs: see docs/benchmarks.md)")
+    device.add_argument("--compile-mode", choices=COMPILE_MODES, default=S,
+                        help="with --compile: reduce-overhead replays the step from CUDA graphs on a GPU [default default]")
     device.add_argument("--deterministic", action="store_true", default=S,
                         help="deterministic kernels: bit-exact reruns and resumes on CPU")
     device.add_argument("--seed", type=int, default=S, help=f"seed of initialisation, data order and distortions "

@@ -21,10 +21,13 @@ from ..models.spec import ModelSpec
 from ..preprocessing import Preprocessing
 
 FORMAT_VERSION = 1
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adagrad")
+#: "muon": orthogonalised momentum for conv filters, nesterov SGD for the rest (engine.muon).
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adagrad", "muon")
 SCHEDULES = ("constant", "onecycle", "cosine", "linear", "step")
 #: See core.devices: auto (bf16 on CUDA, else fp32), fp32, bf16, fp16 (with loss scaling).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: torch.compile modes; "reduce-overhead" replays the compiled step from CUDA graphs on a GPU.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -86,6 +89,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    compile_mode: str = "default"
     log_every: int = 100
     checkpoint_every: int = 500
     keep_checkpoints: int = 5
@@ -110,6 +114,7 @@ class TrainConfig:
             (self.checkpoint_every >= 1, "{checkpoint_every} must be at least 1"),
             (self.keep_checkpoints >= 1, "{keep_checkpoints} must be at least 1"),
             (self.precision in PRECISIONS, f"{{precision}} must be one of {', '.join(PRECISIONS)}"),
+            (self.compile_mode in COMPILE_MODES, f"{{compile_mode}} must be one of {', '.join(COMPILE_MODES)}"),
             ((self.validation_percentage or 0) + (self.testing_percentage or 0) < 100
              and min(self.validation_percentage or 0, self.testing_percentage or 0) >= 0,
              "{validation_percentage} and {testing_percentage} must be 0 or more and leave some images to train on"),

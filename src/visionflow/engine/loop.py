@@ -10,9 +10,10 @@ sync) only when a line is logged or a checkpoint is due, which is also when a no
 is detected and the exact step it first appeared is reported — before any checkpoint of it.
 
 A model may declare, and the trainer then honours:
-  `optimizer_groups()`   parameter groups, each a dict with "params" and optional
-                         "weight_decay_scale" and "lr_scale" (multipliers of the config's weight
-                         decay and of the scheduled learning rate), e.g. decay on dense layers only;
+  `optimizer_groups(config)`   parameter groups for the run's TrainConfig, each a dict with
+                         "params" and optional "weight_decay_scale" and "lr_scale" (multipliers of
+                         the config's weight decay and of the scheduled learning rate), e.g. decay
+                         on dense layers only, and optim.GROUP_OPTIONS (e.g. Muon's per-group momentum);
   `init_from_data(x)`    a data-dependent initialisation from normalised training inputs
                          (B, C, H, W), called once before step 0 — never on resume, where the
                          weights come from the checkpoint;
@@ -99,7 +100,7 @@ class Trainer:
         self.validation_batches = validation_batches
         self.progress_stream = progress_stream
         custom = custom or Customizations()
-        groups = optimizer_groups(self.model, config.weight_decay)
+        groups = optimizer_groups(self.model, config)
         self.optimizer = (make_optimizer(config, groups, device) if custom.optimizer is None else
                           build_optimizer(custom.optimizer, self.model, groups, config.lr, config.weight_decay))
         self.scheduler = custom.lr_scheduler(self.optimizer) if custom.lr_scheduler is not None else None
@@ -158,7 +159,7 @@ class Trainer:
         self.global_step = self.last_saved = ckpt.step
 
     def _make_step(self) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        model = torch.compile(self.model) if self.config.compile else self.model
+        model = torch.compile(self.model, mode=self.config.compile_mode) if self.config.compile else self.model
         optimizer, loss_fn, autocast, scaler = self.optimizer, self.loss_fn, self.autocast, self.scaler
 
         def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -325,10 +326,13 @@ def plain_state(state: dict) -> dict:
 
 
 class _LossWindow:
-    """Per-step losses kept on the device until the next log/checkpoint (one sync per read)."""
+    """Per-step losses kept on the device until the next log/checkpoint (one sync per read).
+
+    The buffer starts at `size` (the log interval) up to 256 entries and doubles when full, so a
+    huge interval (logging only at the end) costs no huge allocation."""
 
     def __init__(self, size: int, device: torch.device) -> None:
-        self.losses = torch.zeros(max(size, 1), device=device)
+        self.losses = torch.zeros(min(max(size, 1), 256), device=device)
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.n = 0
         self.checked = 0  # losses[:checked] are known to be finite

@@ -12,25 +12,35 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .muon import Muon
 
 
-def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+#: Per-group settings a model's `optimizer_groups(config)` may give besides the two scales;
+#: they reach the optimizer as they are (see engine.muon for what they mean).
+GROUP_OPTIONS = ("orthogonalize", "momentum", "nesterov", "ns_steps", "normalize_weights")
+
+
+def optimizer_groups(model: nn.Module, config: TrainConfig) -> list[dict]:
     """Parameter groups with their weight decay and learning-rate multiplier ("lr_scale").
 
-    Without an `optimizer_groups()` method every parameter is decayed by `weight_decay`.  With
-    one, its groups must cover every trainable parameter exactly once (frozen ones may be left out).
+    Without an `optimizer_groups(config)` method every parameter is decayed by the config's
+    `weight_decay`.  With one (given the run's config: the right grouping can depend on the
+    optimizer and batch size), its groups must cover every trainable parameter exactly once (frozen
+    ones may be left out); a group may also set any of GROUP_OPTIONS.
     """
+    weight_decay = config.weight_decay
     declare = getattr(model, "optimizer_groups", None)
     if declare is None:
         return [{"params": list(model.parameters()), "weight_decay": weight_decay, "lr_scale": 1.0}]
     groups, seen = [], set()
-    for group in declare():
+    for group in declare(config):
         params = list(group["params"])
         if any(id(p) in seen for p in params):
             raise ValueError(f"{type(model).__name__}.optimizer_groups() lists a parameter twice")
         seen.update(id(p) for p in params)
         groups.append({"params": params, "weight_decay": weight_decay * group.get("weight_decay_scale", 1.0),
-                       "lr_scale": float(group.get("lr_scale", 1.0))})
+                       "lr_scale": float(group.get("lr_scale", 1.0)),
+                       **{key: group[key] for key in GROUP_OPTIONS if key in group}})
     missing = [name for name, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
     if missing:
         raise ValueError(f"{type(model).__name__}.optimizer_groups() leaves out {', '.join(missing[:3])}")
@@ -46,6 +56,8 @@ def make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.o
     if config.optimizer in ("momentum", "nesterov"):
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd,
                                nesterov=config.optimizer == "nesterov")
+    if config.optimizer == "muon":
+        return Muon(params, lr=config.lr, momentum=config.momentum, weight_decay=wd, compile=config.compile)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=wd, **fused)
     return torch.optim.Adagrad(params, lr=config.lr, weight_decay=wd)

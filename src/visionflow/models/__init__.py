@@ -20,7 +20,7 @@ declare("visionflow.models.tutorial", ("mlp", "cnn"))
 declare("visionflow.models.cifar_cnn", ("cifar-cnn",))
 declare("visionflow.models.resnet", [f"resnet{depth}{variant}" for depth in (20, 32, 44, 56, 110)
                                      for variant in ("", "-v2")])
-declare("visionflow.models.fastnet", ("fastnet",))
+declare("visionflow.models.fastnet", ("fastnet", "fastnet96"))
 declare("visionflow.models.transfer", ("transfer",))
 
 __all__ = ["ModelSpec", "build_model", "get_factory", "model_names", "recipe_for", "register_model"]

@@ -93,8 +93,8 @@ class CifarCNN(nn.Module):
             _truncated_normal_(layer.weight.data, std)
             nn.init.constant_(layer.bias.data, bias)
 
-    def optimizer_groups(self) -> list[dict]:
-        """Weight decay on local3's and local4's weights only (the tutorial's wd=0.004 layers)."""
+    def optimizer_groups(self, config: object = None) -> list[dict]:
+        """Weight decay on local3's and local4's weights only (the tutorial's wd=0.004 layers), whatever the optimizer."""
         decayed = [self.local3.weight, self.local4.weight]
         chosen = {id(p) for p in decayed}
         rest = [p for p in self.parameters() if id(p) not in chosen]
