@@ -29,6 +29,9 @@ def test_the_python_tour_runs_as_written(tmp_path, monkeypatch):
         exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
     assert (tmp_path / "runs" / "digits" / "checkpoints" / "index.json").is_file()
     assert (tmp_path / "exports" / "mine" / "1" / "model.onnx").is_file()
+    assert (tmp_path / "runs" / "digits.keras").is_file() and (tmp_path / "runs" / "keras-history.png").is_file()
+    assert (tmp_path / "exports" / "keras-digits" / "1" / "model.onnx").is_file()
+    assert not (tmp_path / "runs" / "keras-backup").exists()  # BackupAndRestore removes it after a finished fit
 
 
 def _commands() -> list[str]:

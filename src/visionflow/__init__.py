@@ -3,7 +3,7 @@
 The package is built in layers; imports run downward only (import-linter contracts in
 pyproject.toml, checked by CI and tests/test_architecture.py; docs/architecture.md explains):
 
-    cli | api                  the faces: the `visionflow` command, the Python API
+    cli | api | keras          the faces: the `visionflow` command, the Python API, the Keras face
     serving                    HTTP serving of exported versions (never imports train or data)
     infer | transfer           predictions and labels for new inputs | retraining a pretrained network
     export                     exported versions: signature, serving graph, ONNX, verification
@@ -45,6 +45,7 @@ _LAZY = {
     "evaluate": "visionflow.engine.evaluation",
     "export_model": "visionflow.export.exporter",
     "train": "visionflow.engine.training",
+    "datasets": "visionflow.keras",
 }
 
 __all__ = [

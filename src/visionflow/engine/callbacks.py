@@ -10,6 +10,11 @@ no-op base, and any object with some of these methods works too):
 
   on_fit_start(trainer)              before the first step of this call to `fit`
   on_epoch_start(epoch)              before an epoch's (or a resumed epoch's) first step
+  on_step_start(step)                before every optimizer step (`step`: the global step so far)
+  on_batch_outputs(outputs, targets, weights, loss)
+                                     after every step: the model's outputs (detached, on the
+                                     device), the batch's targets, its sample weights (or None)
+                                     and its loss — only passed when a callback has this hook
   on_log(step, metrics)              every `log_every` steps and at the last: loss, accuracy,
                                      learning_rate, examples_per_sec of the steps since the last log
   on_step_end(step)                  after every optimizer step (`step` is the new global step)
@@ -32,7 +37,7 @@ if TYPE_CHECKING:
     from .loop import TrainResult, Trainer
     from .metrics import EvalResult
 
-HOOKS = ("on_fit_start", "on_epoch_start", "on_log", "on_step_end", "on_checkpoint", "on_validate", "on_epoch_end",
+HOOKS = ("on_fit_start", "on_epoch_start", "on_step_start", "on_batch_outputs", "on_log", "on_step_end", "on_checkpoint", "on_validate", "on_epoch_end",
          "on_fit_end", "teardown")
 
 
@@ -46,6 +51,8 @@ class Callback:
 
     def on_fit_start(self, trainer: "Trainer") -> None: ...
     def on_epoch_start(self, epoch: int) -> None: ...
+    def on_step_start(self, step: int) -> None: ...
+    def on_batch_outputs(self, outputs: Any, targets: Any, weights: Any, loss: Any) -> None: ...
     def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
     def on_step_end(self, step: int) -> None: ...
     def on_checkpoint(self, step: int) -> None: ...
@@ -70,6 +77,10 @@ class CallbackList:
         for cb in self.callbacks:
             if hasattr(cb, "set_trainer"):
                 cb.set_trainer(trainer)
+
+    def has(self, hook: str) -> bool:
+        """Whether any callback implements `hook` (so the loop can skip preparing its arguments)."""
+        return bool(self._hooks[hook])
 
     def call(self, hook: str, *args: Any) -> None:
         for method in self._hooks[hook]:

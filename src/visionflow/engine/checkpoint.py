@@ -80,7 +80,7 @@ def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, optimize
     scaler's state) beside the optimizer's non-tensor state.
     """
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tensors, optimizer_meta = _flatten_optimizer(optimizer.state_dict() if optimizer is not None else None)
+    tensors, optimizer_meta = flatten_optimizer(optimizer.state_dict() if optimizer is not None else None)
     optimizer_meta.update(meta or {})
     tensors.update({f"rng.{k}": v.contiguous().cpu() for k, v in rng.items()})
     tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra or {}).items()})
@@ -162,7 +162,7 @@ def rng_states(ckpt: Checkpoint) -> dict[str, torch.Tensor]:
     return {k[len("rng."):]: v for k, v in ckpt.state_tensors.items() if k.startswith("rng.")}
 
 
-def _flatten_optimizer(sd: dict[str, Any] | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer(sd: dict[str, Any] | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if sd is None:
         return {}, {}
     tensors: dict[str, torch.Tensor] = {}

@@ -26,7 +26,8 @@ from torch import nn
 
 from ..errors import InputError
 
-Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: (outputs, targets) → scalar; called with a third argument, the (B,) sample weights, when the data has them.
+Loss = Callable[..., torch.Tensor]
 
 
 @dataclass

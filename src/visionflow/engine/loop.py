@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Iterator, Protocol, Sequence, TextIO
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from torch import nn
 
 from ..core.devices import autocast_for, grad_scaler_for
 from ..core.fsio import remove_stale_temps
+from ..core.memory import retain_freed_memory
 from ..data.batches import TensorBatches
 from ..errors import DivergedError, InputError
 from .averaging import WeightAveraging
@@ -51,6 +52,26 @@ from .optim import lr_at, make_optimizer, optimizer_groups
 from .reporting import ProgressReporter
 from .summaries import TensorBoardLogger
 from .validation import Validator
+
+
+#: The engine's own callbacks, in the order they run (before a user's); `Trainer(builtins=...)`
+#: may leave some out (the Keras-style face shows its own progress and validates with its metrics).
+BUILTINS = ("averaging", "progress", "summaries", "checkpoints", "validation")
+
+
+class Batches(Protocol):
+    """What the trainer draws batches from (data.batches.TensorBatches, data.arrays.ArrayBatches):
+    `epoch(epoch, start)` yields (inputs, targets) or (inputs, targets, sample weights) from batch
+    number `start` on, the same batches for the same (seed, epoch) — so resuming is exact."""
+
+    batch_size: int
+
+    @property
+    def num_examples(self) -> int: ...
+    @property
+    def steps_per_epoch(self) -> int: ...
+    def inputs(self, count: int) -> torch.Tensor: ...
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, ...]]: ...
 
 
 @dataclass
@@ -83,18 +104,21 @@ class Trainer:
         self,
         model: nn.Module,
         run: RunConfig,
-        model_dir: ModelDir,
+        model_dir: ModelDir | None,
         device: torch.device,
-        train_batches: TensorBatches,
+        train_batches: Batches,
         validation_batches: TensorBatches | None = None,
         callbacks: Sequence[Any] = (),
         progress_stream: TextIO | None = None,
         custom: Customizations | None = None,
+        builtins: Sequence[str] = BUILTINS,
     ) -> None:
         self.run = run
         self.config = config = run.train
         self.model_dir = model_dir
         self.device = device
+        if device.type == "cpu":
+            retain_freed_memory()  # see core/memory.py: page faults were 40% of a small CPU step
         self.model = model.to(device=device, memory_format=torch.channels_last)
         self.train_batches = train_batches
         self.validation_batches = validation_batches
@@ -105,7 +129,7 @@ class Trainer:
                           build_optimizer(custom.optimizer, self.model, groups, config.lr, config.weight_decay))
         self.scheduler = custom.lr_scheduler(self.optimizer) if custom.lr_scheduler is not None else None
         smoothing = config.label_smoothing
-        self.loss_fn: Loss = custom.loss or (lambda logits, y: F.cross_entropy(logits, y, label_smoothing=smoothing))
+        self.loss_fn: Loss = custom.loss or (lambda logits, y, *weights: weighted_cross_entropy(logits, y, smoothing, *weights))
         self.custom_loss = custom.loss  # evaluation reports it instead of cross-entropy
         self.autocast = autocast_for(device, config.precision)
         self.scaler = grad_scaler_for(device, config.precision)
@@ -114,19 +138,30 @@ class Trainer:
         self.last_saved: int | None = None
         self.validation: EvalResult | None = None
         self.stop_training = False
+        #: A non-finite loss ends `fit` with DivergedError; the Keras face turns this off (Keras
+        #: trains on, and its TerminateOnNaN callback stops) — checkpoints still refuse one.
+        self.raise_on_nonfinite = True
         self._config_saved = False
-        ckpt = load_checkpoint(model_dir.checkpoints)
+        ckpt = load_checkpoint(model_dir.checkpoints) if model_dir is not None else None
         if ckpt is None:
             self._init_from_data()
         # Built after the data-dependent initialisation: a moving average starts from those weights.
         self.averaging = WeightAveraging.for_config(config, self.model, train_batches.steps_per_epoch)
         if ckpt is not None:
             self._restore(ckpt)
-        builtin = [self.averaging, ProgressReporter(progress_stream), TensorBoardLogger(),
-                   Checkpointer(config.checkpoint_every), Validator()]
-        self.callbacks = CallbackList([cb for cb in builtin if cb is not None] + list(callbacks))
+        if model_dir is None:
+            builtins = [name for name in builtins if name not in ("summaries", "checkpoints")]
+        made = {"averaging": lambda: self.averaging, "progress": lambda: ProgressReporter(progress_stream),
+                "summaries": TensorBoardLogger, "checkpoints": lambda: Checkpointer(config.checkpoint_every),
+                "validation": Validator}
+        self.builtin_callbacks = [cb for cb in (made[name]() for name in BUILTINS if name in builtins) if cb is not None]
+        self.set_callbacks(callbacks)
         self._window = _LossWindow(config.log_every, device)
         self._step_fn = self._make_step()
+
+    def set_callbacks(self, callbacks: Sequence[Any]) -> None:
+        """The user's callbacks for the next `fit` (after the built-in ones, which stay)."""
+        self.callbacks = CallbackList(self.builtin_callbacks + list(callbacks))
 
     @property
     def eval_model(self) -> nn.Module:
@@ -158,14 +193,15 @@ class Trainer:
         restore_rng(rng_states(ckpt), self.device)
         self.global_step = self.last_saved = ckpt.step
 
-    def _make_step(self) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    def _make_step(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
         model = torch.compile(self.model, mode=self.config.compile_mode) if self.config.compile else self.model
         optimizer, loss_fn, autocast, scaler = self.optimizer, self.loss_fn, self.autocast, self.scaler
 
-        def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def step(x: torch.Tensor, y: torch.Tensor, *weights: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
             with autocast():
                 logits = model(x)
-                loss = loss_fn(logits, y)
+                loss = loss_fn(logits, y, *weights)
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -174,7 +210,9 @@ class Trainer:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)  # skipped when the scaled gradients overflowed
                 scaler.update()
-            return loss.detach().float(), (logits.detach().argmax(1) == y).sum()
+            outputs = logits.detach()
+            classes = outputs.dim() == 2 and y.dim() == 1 and not y.is_floating_point()
+            return loss.detach().float(), (outputs.argmax(1) == y).sum() if classes else None, outputs
 
         return step
 
@@ -186,6 +224,8 @@ class Trainer:
         run that fails before it has trained a step leaves the directory as it found it.
         """
         self._window.check_finite(self.global_step)
+        if self.model_dir is None:
+            return
         if not self._config_saved:
             self.model_dir.save_config(self.run)
             self._config_saved = True
@@ -200,8 +240,10 @@ class Trainer:
         self.last_saved = self.global_step
         self.callbacks.call("on_checkpoint", self.global_step)
 
-    def fit(self, max_steps: int) -> TrainResult:
+    def fit(self, max_steps: int, epoch_origin: int = 0) -> TrainResult:
         """Train until global step `max_steps` (a no-op when the directory is already there).
+        Epochs are counted from global step `epoch_origin` (Keras' `fit` starts epoch 0 at
+        whatever step the model has reached).
 
         Ctrl-C (SIGINT) stops after the current step and writes a checkpoint of it on the way out,
         then raises KeyboardInterrupt; a second Ctrl-C interrupts at once (writes are atomic, so
@@ -216,8 +258,9 @@ class Trainer:
         self.validation = latest_validation = None
         self.stop_training = False
         self._config_saved = False
-        for directory in (self.model_dir.path, self.model_dir.checkpoints):
-            remove_stale_temps(directory)  # writes of an earlier run that was killed
+        if self.model_dir is not None:
+            for directory in (self.model_dir.path, self.model_dir.checkpoints):
+                remove_stale_temps(directory)  # writes of an earlier run that was killed
         started = time.perf_counter()
         self.model.train()
         calls.set_trainer(self)
@@ -226,27 +269,32 @@ class Trainer:
             interrupt.__enter__()
             calls.call("on_fit_start", self)
             while self.global_step < max_steps and not self.stop_training:
-                epoch, offset = divmod(self.global_step, per_epoch)
+                epoch, offset = divmod(self.global_step - epoch_origin, per_epoch)
                 set_epoch = getattr(self.model, "set_epoch", None)
                 if set_epoch is not None:
                     set_epoch(epoch)
                 calls.call("on_epoch_start", epoch)
-                for x, y in batches.epoch(epoch, offset):
+                outputs_wanted = calls.has("on_batch_outputs")
+                for batch in batches.epoch(epoch, offset):
+                    calls.call("on_step_start", self.global_step)
                     if self.scheduler is None:
                         lr = lr_at(cfg, self.global_step, max_steps)
                         for group in self.optimizer.param_groups:
                             group["lr"] = lr * group.get("lr_scale", 1.0)
                     else:
                         lr = self.optimizer.param_groups[0]["lr"]
-                    loss, correct = self._step_fn(x, y)
+                    loss, correct, outputs = self._step_fn(*batch)
                     if self.scheduler is not None:
                         self.scheduler.step()
                     self.global_step += 1
-                    self._window.add(loss, correct, len(y))
+                    self._window.add(loss, correct, len(batch[1]))
+                    if outputs_wanted:
+                        calls.call("on_batch_outputs", outputs, batch[1], batch[2] if len(batch) > 2 else None, loss)
                     if self.global_step % cfg.log_every == 0 or self.global_step == max_steps:
-                        calls.call("on_log", self.global_step, self._window.read(self.global_step, lr))
+                        calls.call("on_log", self.global_step, self._window.read(self.global_step, lr,
+                                                                                        self.raise_on_nonfinite))
                     calls.call("on_step_end", self.global_step)
-                    if self.global_step % per_epoch == 0:
+                    if (self.global_step - epoch_origin) % per_epoch == 0:
                         self.validation = None
                         calls.call("on_validate", epoch, self.global_step)
                         calls.call("on_epoch_end", epoch, self.global_step, self.validation)
@@ -255,7 +303,8 @@ class Trainer:
                         self._stop_on_interrupt(interrupt)
                     if self.global_step >= max_steps or self.stop_training:
                         break
-            self._window.check_finite(self.global_step)
+            if self.raise_on_nonfinite:
+                self._window.check_finite(self.global_step)
             seconds = time.perf_counter() - started
             steps_run = self.global_step - start_step
             result = TrainResult(self.global_step, steps_run, seconds,
@@ -310,6 +359,16 @@ class _InterruptGuard:
             self._previous = None
 
 
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float,
+                           weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy of (B, K) logits and (B,) labels; with (B,) per-example `weights`, the
+    weighted sum over the batch size (Keras' "sum_over_batch_size")."""
+    if weights is None:
+        return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    losses = F.cross_entropy(logits, labels, label_smoothing=smoothing, reduction="none")
+    return (losses * weights).sum() / len(labels)
+
+
 def plain_state(state: dict) -> dict:
     """A scheduler's state dict as JSON-able data (tensors and functions dropped: a LambdaLR's
     functions are rebuilt by its constructor; tensors are not expected in schedulers' state)."""
@@ -337,13 +396,19 @@ class _LossWindow:
         self.n = 0
         self.checked = 0  # losses[:checked] are known to be finite
         self.examples = 0
+        self.classified = True
         self.t0 = time.perf_counter()
 
-    def add(self, loss: torch.Tensor, correct: torch.Tensor, batch: int) -> None:
+    def add(self, loss: torch.Tensor, correct: torch.Tensor | None, batch: int) -> None:
+        """`correct`: how many of the batch's `batch` examples were classified right (None: not a
+        classification with class-index labels, so no accuracy is reported)."""
         if self.n == len(self.losses):
             self.losses = torch.cat([self.losses, torch.zeros_like(self.losses)])
         self.losses[self.n] = loss
-        self.correct += correct
+        if correct is None:
+            self.classified = False
+        else:
+            self.correct += correct
         self.n += 1
         self.examples += batch
 
@@ -357,14 +422,14 @@ class _LossWindow:
         self.checked = self.n
         return losses
 
-    def read(self, step: int, lr: float) -> dict[str, float]:
+    def read(self, step: int, lr: float, check: bool = True) -> dict[str, float]:
         """The metrics of the steps since the last read (loss, accuracy, learning_rate,
-        examples_per_sec), checked finite; the window starts over."""
-        losses = self.check_finite(step)
+        examples_per_sec), checked finite (unless `check` is False); the window starts over."""
+        losses = self.check_finite(step) if check else self.losses[: self.n].cpu().numpy()
         now = time.perf_counter()
         n, examples = self.n, self.examples
         metrics = {"loss": float(losses.mean()) if n else 0.0,
-                   "accuracy": int(self.correct.item()) / examples if examples else 0.0,
+                   "accuracy": int(self.correct.item()) / examples if examples and self.classified else 0.0,
                    "learning_rate": lr,
                    "examples_per_sec": examples / (now - self.t0) if now > self.t0 else 0.0}
         self.correct.zero_()

@@ -201,10 +201,11 @@ class TensorBoardLogger(Callback):
                 for logdir in (path, path / TRAIN_RUN, trainer.model_dir.eval_dir("validation")):
                     trim_events(logdir, self.start_step)
             self.summaries = TrainSummaries(path / TRAIN_RUN)
-            if self.start_step == 0:
-                batches = trainer.train_batches
+            batches = trainer.train_batches
+            if self.start_step == 0 and hasattr(batches, "images"):  # image data (not the Keras face's arrays)
                 self.summaries.input_grid(0, batches.images[: min(32, batches.num_examples)])
                 self.summaries.graph(trainer.model, batches.inputs(1))
+            if self.start_step == 0:
                 self.summaries.config(trainer.run)
         return self.summaries
 

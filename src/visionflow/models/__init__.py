@@ -7,6 +7,7 @@
   resnet        resnet20 … resnet110 and their -v2 (cifar10_estimator's ResNets)
   fastnet       fastnet (airbench94-class speed recipe)
   transfer      transfer (a pretrained backbone with a new head: `visionflow retrain`)
+  keras         keras (a Keras-style architecture saved by `visionflow.keras`, for export/serving)
   backbones, pretrained, efficientnet_weights   pretrained ImageNet networks and their weights
 
 A new model: a module here that registers it (with its recipes), and one `declare` line below.
@@ -22,5 +23,6 @@ declare("visionflow.models.resnet", [f"resnet{depth}{variant}" for depth in (20,
                                      for variant in ("", "-v2")])
 declare("visionflow.models.fastnet", ("fastnet", "fastnet96"))
 declare("visionflow.models.transfer", ("transfer",))
+declare("visionflow.models.keras.serving", ("keras",))
 
 __all__ = ["ModelSpec", "build_model", "get_factory", "model_names", "recipe_for", "register_model"]
