@@ -53,6 +53,7 @@ SKIPPED = {
     "--device cuda": "needs a GPU",
     "visionflow train ...": "a flag list, not a command",
     "--backbone resnet50": "needs ResNet-50 weights, which only a download provides",
+    "--nproc-per-node 8": "eight processes (test_distributed runs the same path with two gloo processes)",
 }
 
 

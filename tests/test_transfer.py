@@ -259,3 +259,30 @@ def test_fine_tuning_with_distortions_trains_the_backbone_and_resumes(photo_fold
     assert (resumed.result.global_step, resumed.result.steps_run) == (3, 1)
     with pytest.raises(InputError, match="was trained with --distortions True, got False"):
         retrain(small, model_dir, overrides={"distortions": False})
+
+
+def test_retrain_on_two_processes_trains_the_one_process_head(retrained, photo_folder, tmp_path):
+    """`retrain --nproc-per-node 2` (gloo): the same new layer as one process, to float tolerance.
+    Dropout off, so both see the same computation; the bottlenecks come from the warm cache."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from conftest import ROOT, child_env
+
+    _, cache, _, _ = retrained
+    dirs = {}
+    for processes in (1, 2):
+        dirs[processes] = tmp_path / f"p{processes}"
+        out = subprocess.run([sys.executable, "-m", "visionflow", "retrain", "--image-dir", str(photo_folder),
+                              "--model-dir", str(dirs[processes]), "--bottleneck-dir", str(cache), "--epochs", "5",
+                              "--batch-size", "16", "--dropout", "0", "--validation-percentage", "20",
+                              "--testing-percentage", "30", "--device", "cpu", "--nproc-per-node", str(processes)],
+                             env=child_env(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"), cwd=ROOT, capture_output=True,
+                             text=True, timeout=300, start_new_session=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.count("test accuracy") == 1
+    weights = [load_file(next((d / "checkpoints").glob("ckpt-*[0-9].safetensors"))) for d in dirs.values()]
+    head = [k for k in weights[0] if not k.startswith("backbone.")]
+    assert head and max(float((weights[0][k] - weights[1][k]).abs().max()) for k in head) < 1e-5

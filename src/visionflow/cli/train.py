@@ -79,6 +79,13 @@ def train_args(p: argparse.ArgumentParser) -> None:
                         help="deterministic kernels: bit-exact reruns and resumes on CPU")
     device.add_argument("--seed", type=int, default=S, help=f"seed of initialisation, data order and distortions "
                                                            f"{d['seed']}")
+    parallel = p.add_argument_group("data parallel (torch.distributed; see the README)")
+    parallel.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+                          help="start N data-parallel processes on this host through torchrun's elastic agent "
+                               "(for several hosts run `torchrun ... -m visionflow train ...` yourself); "
+                               "--batch-size is the global batch")
+    parallel.add_argument("--sync-bn", action="store_true", default=S,
+                          help="synchronise BatchNorm statistics across processes [default: each process's own]")
     augment_args(p, d)
 
 
@@ -160,7 +167,7 @@ def config_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The `TrainConfig` overrides the user gave to `visionflow train` (augment flags gathered)."""
     return gather_augment_flags({k: v for k, v in vars(args).items()
                                  if k not in ("command", "run", "model_dir", "log_device_placement", "json",
-                                              "print_config")})
+                                              "print_config", "nproc_per_node")})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -168,6 +175,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..engine.recipes import resolve_config
     from ..engine.training import train
 
+    if args.nproc_per_node is not None:
+        return launch_torchrun(args.nproc_per_node, "train")
     flags = config_flags(args)
     model_dir = args.model_dir or f"runs/{flags.get('model', 'cnn')}-{flags.get('dataset', 'digits')}"
     config = resolve_config(ModelDir(model_dir), flags)
@@ -178,6 +187,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     on_start = print_device_placement if args.log_device_placement else None
     outcome = train(config, model_dir, on_start=on_start, flags=True)
+    from ..core.distributed import leave, world
+
+    main_process = world().is_main
+    leave()
+    if not main_process:  # under torchrun, rank 0 reports for all
+        return 0
     result, test = outcome.result, outcome.test
     if args.json:
         print(json.dumps({**(test.to_dict() if test else {}), "model_dir": model_dir,
@@ -193,12 +208,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def launch_torchrun(processes: int, command: str) -> int:
+    """Run this same command in `processes` data-parallel processes under torchrun's elastic agent
+    (standalone rendezvous on this host), without the --nproc-per-node flag; its exit status."""
+    import os
+
+    from ..core.distributed import launched
+
+    if processes < 1:
+        raise InputError(f"--nproc-per-node must be at least 1, not {processes}")
+    if launched():
+        raise InputError("--nproc-per-node: already running under torchrun; leave the flag out")
+    argv = sys.argv[1:]
+    rest, skip = [], False
+    for arg in argv[argv.index(command) + 1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc-per-node":
+            skip = True
+        elif not arg.startswith("--nproc-per-node="):
+            rest.append(arg)
+    from torch.distributed.run import main as torchrun
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    try:
+        torchrun(["--standalone", "--nproc-per-node", str(processes), "-m", "visionflow", command, *rest])
+    except Exception as e:  # torchrun's ChildFailedError names the failed rank, exit code and cause
+        print(f"visionflow {command}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def nothing_to_train(model_dir: str, step: int) -> str:
     return f"{model_dir}: already at global step {step}; nothing to train (raise --steps or --epochs to continue)"
 
 
 def print_device_placement(run: Any, model: Any, device: Any) -> None:
-    """Like TF's log_device_placement: every layer and parameter with its device."""
+    """Like TF's log_device_placement: every layer and parameter with its device (under torchrun,
+    every process prints its own, each line prefixed with its rank)."""
+    from ..core.distributed import world
+
+    w = world()
+    if w.active:
+        import builtins
+
+        def print(*args, **kwargs):  # noqa: A001 - this function's lines, labelled by rank
+            builtins.print(f"[rank {w.rank}]", *args, **kwargs)
+    else:
+        from builtins import print
     print(f"device: {device}")
     for name, module in model.named_modules():
         params = list(module.parameters(recurse=False))
@@ -210,6 +267,8 @@ def print_device_placement(run: Any, model: Any, device: Any) -> None:
 
 
 def retrain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+                   help="retrain in N data-parallel processes on this host through torchrun (--batch-size is global)")
     p.add_argument("--image-dir", default=None, help="one sub-folder of JPEG/PNG/WebP images per category")
     p.add_argument("--model-dir", required=True, help="where the retrained model goes (continued when it exists)")
     p.add_argument("--backbone", default=None, help=backbone_help())
@@ -235,9 +294,18 @@ def retrain_args(p: argparse.ArgumentParser) -> None:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from ..transfer.retrain import retrain
 
-    fixed = ("command", "run", "image_dir", "model_dir", "backbone", "weights", "bottleneck_dir", "json")
+    if args.nproc_per_node is not None:
+        return launch_torchrun(args.nproc_per_node, "retrain")
+    fixed = ("command", "run", "image_dir", "model_dir", "backbone", "weights", "bottleneck_dir", "json",
+             "nproc_per_node")
     flags = {k: v for k, v in vars(args).items() if k not in fixed}
     outcome = retrain(args.image_dir, args.model_dir, args.backbone, args.weights, args.bottleneck_dir, flags)
+    from ..core.distributed import leave, world
+
+    main_process = world().is_main
+    leave()
+    if not main_process:
+        return 0
     result, test, log = outcome.result, outcome.test, outcome.log
     if args.json:
         print(json.dumps({**(test.to_dict() if test else {}), "model_dir": args.model_dir, "retrain": log}))

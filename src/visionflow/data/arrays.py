@@ -35,7 +35,11 @@ class ArrayBatches:
 
     def __init__(self, x: "np.ndarray | torch.Tensor", y: "np.ndarray | torch.Tensor | None", batch_size: int,
                  device: torch.device | str = "cpu", shuffle: bool = False, seed: int = 0,
-                 weights: "np.ndarray | torch.Tensor | None" = None, steps_per_epoch: Optional[int] = None) -> None:
+                 weights: "np.ndarray | torch.Tensor | None" = None, steps_per_epoch: Optional[int] = None,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise InputError(f"batch_size {batch_size} (the global batch) does not divide among {world_size} processes")
+        self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self.x = as_tensor(x, "x").to(self.device)
         n = len(self.x)
@@ -72,6 +76,9 @@ class ArrayBatches:
         if self.shuffle:
             order = torch.randperm(n, generator=epoch_generator(self.seed, epoch, Stream.ORDER)).to(self.device)
         for i in range(start, self._steps):
-            index = order[i * b: (i + 1) * b] if order is not None else slice(i * b, (i + 1) * b)
+            lo, hi = i * b, min((i + 1) * b, n)
+            if self.world_size > 1:  # this process's contiguous part of the global batch
+                lo, hi = lo + (hi - lo) * self.rank // self.world_size, lo + (hi - lo) * (self.rank + 1) // self.world_size
+            index = order[lo:hi] if order is not None else slice(lo, hi)
             batch = (self.x[index], self.y[index] if self.y is not None else None)
             yield batch + (self.weights[index],) if self.weights is not None else batch

@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from ..errors import InputError
 from ..preprocessing import Preprocessing
 from .augment import Augment
 from .base import Split
@@ -42,7 +43,12 @@ class TensorBatches:
         seed: int = 0,
         drop_last: bool = False,
         augment: Augment | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        if batch_size % world_size:
+            raise InputError(f"batch size {batch_size} (the global batch) does not divide among {world_size} processes")
+        self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self.images = torch.from_numpy(split.images).to(self.device)
         self.labels = torch.from_numpy(split.labels).to(self.device)
@@ -85,13 +91,32 @@ class TensorBatches:
             _, h, w, _ = self.images.shape
             draws = draw_epoch(self.augment, n, h, w, self.seed, epoch, self.device)
         for i in range(start, self.steps_per_epoch):
-            index = order[i * b : (i + 1) * b] if order is not None else slice(i * b, (i + 1) * b)
+            lo, hi = self._local(i * b, min((i + 1) * b, n))
+            index = order[lo:hi] if order is not None else slice(lo, hi)
             images = self.images[index]
             if draws is not None:
-                rows = index if order is not None else torch.arange(i * b, i * b + len(images), device=self.device)
+                rows = index if order is not None else torch.arange(lo, hi, device=self.device)
                 yield self.distort(images, draws.take(rows)), self.labels[index]
             else:
                 yield self._normalize(images), self.labels[index]
+
+    def _local(self, lo: int, hi: int) -> tuple[int, int]:
+        """This process's contiguous part of the global batch [lo, hi) (all of it when alone):
+        each rank sees a disjoint part, together exactly what one process would see."""
+        if self.world_size == 1:
+            return lo, hi
+        size = hi - lo
+        return lo + size * self.rank // self.world_size, lo + size * (self.rank + 1) // self.world_size
+
+    def shard(self, rank: int, world_size: int) -> "TensorBatches":
+        """The same batches over this rank's contiguous share of the examples (for evaluation)."""
+        n = self.num_examples
+        lo, hi = n * rank // world_size, n * (rank + 1) // world_size
+        part = TensorBatches.__new__(TensorBatches)
+        part.__dict__.update(self.__dict__)
+        part.images, part.labels = self.images[lo:hi], self.labels[lo:hi]
+        part.rank, part.world_size = 0, 1
+        return part
 
     def distort(self, images: torch.Tensor, draws: Draws) -> torch.Tensor:
         """(B, H, W, C) uint8 → distorted, standardized model input (B, C, h, w) float32, channels-last.

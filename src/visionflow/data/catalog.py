@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from ..errors import InputError
@@ -101,7 +102,17 @@ def load(name: str, request: DataRequest) -> "Dataset":
     reader = get_reader(name)
     if request.validation_size is None and reader.default_validation is not None:
         request = replace(request, validation_size=reader.default_validation)
-    return reader.load(request)
+    return reader.load(_local(request))
+
+
+def _local(request: DataRequest) -> DataRequest:
+    """A request whose `data_dir` is a URL (s3://, gs://, https://, …) reads a local copy of it."""
+    from .remote import is_url, localize
+
+    if not is_url(request.data_dir):
+        return request
+    cache = Path(request.cache_dir) if request.cache_dir else None
+    return replace(request, data_dir=str(localize(str(request.data_dir), cache)))
 
 
 def load_dataset(
@@ -128,4 +139,4 @@ def load_dataset(
 def encoded_splits(name: str, request: DataRequest) -> Optional["EncodedSplits"]:
     """Dataset `name`'s examples as encoded records (None: re-encode the arrays of `load`)."""
     reader = get_reader(name)
-    return reader.encoded(request) if reader.encoded is not None else None
+    return reader.encoded(_local(request)) if reader.encoded is not None else None

@@ -57,6 +57,11 @@ class TrainConfig:
     it has reached, so the rate warms up and decays again over the added steps instead of jumping
     back to the middle of a stretched schedule.  `loss` is "cross_entropy" or, for a loss function
     given through the Python API, "custom:NAME"; `optimizer` and `schedule` likewise.
+
+    Under torchrun, `batch_size` is the global batch, split evenly over the processes, and the
+    schedule, epochs, steps and data order are those of one process with that batch.  BatchNorm
+    layers normalise each process's part of the batch on its own (cifar10_estimator's towers)
+    unless `sync_bn`, which synchronises their statistics across processes (GPU/NCCL).
     """
 
     model: str = "cnn"
@@ -90,6 +95,7 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False
     compile_mode: str = "default"
+    sync_bn: bool = False
     log_every: int = 100
     checkpoint_every: int = 500
     keep_checkpoints: int = 5

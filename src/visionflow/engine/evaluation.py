@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.devices import autocast_for, resolve_device
+from ..core.distributed import gather_rows, world
 from ..core.fsio import atomic_write_json
 from ..data.base import Split
 from ..data.batches import TensorBatches
@@ -40,28 +41,31 @@ def evaluate(model: nn.Module, batches: TensorBatches, class_names: Sequence[str
     """
     model.eval()
     k = len(class_names)
-    confusion = torch.zeros(k * k, dtype=torch.long, device=device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    w = world()
+    local = batches.shard(w.rank, w.size) if w.active else batches
     autocast = autocast_for(device, precision)
-    predictions, probabilities = [], []
-    for x, y in batches.epoch(0):
+    logits_parts, label_parts = [], []
+    for x, y in local.epoch(0):
         with autocast():
-            logits = tta_logits(model, x, batches.tta)
-        predicted = logits.argmax(1)
-        predictions.append(predicted)
-        probabilities.append(torch.softmax(logits.float(), dim=1))
-        if loss_fn is None:
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        else:
-            loss_sum += loss_fn(logits.float(), y).double() * len(y)
-        confusion += torch.bincount(y * k + predicted, minlength=k * k)
-    count = batches.num_examples
-    matrix = confusion.view(k, k).cpu().numpy()
+            logits_parts.append(tta_logits(model, x, batches.tta).float())
+        label_parts.append(y)
+    logits = torch.cat(logits_parts) if logits_parts else torch.zeros((0, k), device=device)
+    labels = torch.cat(label_parts) if label_parts else torch.zeros(0, dtype=torch.long, device=device)
+    if w.active:  # every rank ends with every example's logits, in the single-process order
+        logits, labels = gather_rows(logits), gather_rows(labels)
+    count = len(labels)
+    if loss_fn is None:
+        loss_sum = F.cross_entropy(logits, labels, reduction="sum").double()
+    else:  # batch means weighted by batch size, over the batches one process would have seen
+        size = batches.batch_size
+        loss_sum = sum((loss_fn(logits[i:i + size], labels[i:i + size]).double() * len(labels[i:i + size])
+                        for i in range(0, count, size)), torch.zeros((), dtype=torch.float64, device=device))
+    predicted = logits.argmax(1)
+    matrix = torch.bincount(labels * k + predicted, minlength=k * k).view(k, k).cpu().numpy()
     accuracy = float(np.trace(matrix) / count) if count else 0.0
-    predicted_all = torch.cat(predictions).cpu().numpy() if predictions else np.zeros(0, np.int64)
-    probabilities_all = torch.cat(probabilities).cpu().numpy() if probabilities else np.zeros((0, k), np.float32)
     return EvalResult(float(loss_sum.item() / count) if count else 0.0, accuracy, count, matrix,
-                      tuple(class_names), global_step, split, predicted_all, probabilities_all)
+                      tuple(class_names), global_step, split, predicted.cpu().numpy(),
+                      torch.softmax(logits, dim=1).cpu().numpy())
 
 
 def load_model(model_dir: ModelDir, device: torch.device, step: int | None = None,

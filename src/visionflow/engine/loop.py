@@ -37,6 +37,7 @@ from torch import nn
 
 from ..core.devices import autocast_for, grad_scaler_for
 from ..core.fsio import remove_stale_temps
+from ..core.distributed import all_reduce_sum, world
 from ..core.memory import retain_freed_memory
 from ..data.batches import TensorBatches
 from ..errors import DivergedError, InputError
@@ -119,6 +120,9 @@ class Trainer:
         self.device = device
         if device.type == "cpu":
             retain_freed_memory()  # see core/memory.py: page faults were 40% of a small CPU step
+        self.world = world()
+        if self.world.active and config.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(device=device, memory_format=torch.channels_last)
         self.train_batches = train_batches
         self.validation_batches = validation_batches
@@ -151,12 +155,14 @@ class Trainer:
             self._restore(ckpt)
         if model_dir is None:
             builtins = [name for name in builtins if name not in ("summaries", "checkpoints")]
+        if not self.world.is_main:  # rank 0 alone prints, writes checkpoints and summaries
+            builtins = [name for name in builtins if name not in ("summaries", "checkpoints", "progress")]
         made = {"averaging": lambda: self.averaging, "progress": lambda: ProgressReporter(progress_stream),
                 "summaries": TensorBoardLogger, "checkpoints": lambda: Checkpointer(config.checkpoint_every),
                 "validation": Validator}
         self.builtin_callbacks = [cb for cb in (made[name]() for name in BUILTINS if name in builtins) if cb is not None]
         self.set_callbacks(callbacks)
-        self._window = _LossWindow(config.log_every, device)
+        self._window = _LossWindow(config.log_every, device, self.world.active)
         self._step_fn = self._make_step()
 
     def set_callbacks(self, callbacks: Sequence[Any]) -> None:
@@ -194,7 +200,13 @@ class Trainer:
         self.global_step = self.last_saved = ckpt.step
 
     def _make_step(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
-        model = torch.compile(self.model, mode=self.config.compile_mode) if self.config.compile else self.model
+        model: nn.Module = self.model
+        if self.world.active:  # gradients averaged over the processes: the global batch's gradient
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.config.compile:
+            model = torch.compile(model, mode=self.config.compile_mode)
         optimizer, loss_fn, autocast, scaler = self.optimizer, self.loss_fn, self.autocast, self.scaler
 
         def step(x: torch.Tensor, y: torch.Tensor, *weights: torch.Tensor
@@ -224,7 +236,7 @@ class Trainer:
         run that fails before it has trained a step leaves the directory as it found it.
         """
         self._window.check_finite(self.global_step)
-        if self.model_dir is None:
+        if self.model_dir is None or not self.world.is_main:
             return
         if not self._config_saved:
             self.model_dir.save_config(self.run)
@@ -390,7 +402,8 @@ class _LossWindow:
     The buffer starts at `size` (the log interval) up to 256 entries and doubles when full, so a
     huge interval (logging only at the end) costs no huge allocation."""
 
-    def __init__(self, size: int, device: torch.device) -> None:
+    def __init__(self, size: int, device: torch.device, reduce: bool = False) -> None:
+        self.reduce = reduce  # sum loss and accuracy over the data-parallel processes when read
         self.losses = torch.zeros(min(max(size, 1), 256), device=device)
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.n = 0
@@ -428,8 +441,13 @@ class _LossWindow:
         losses = self.check_finite(step) if check else self.losses[: self.n].cpu().numpy()
         now = time.perf_counter()
         n, examples = self.n, self.examples
-        metrics = {"loss": float(losses.mean()) if n else 0.0,
-                   "accuracy": int(self.correct.item()) / examples if examples and self.classified else 0.0,
+        loss_sum, correct, seen = float(losses.sum()), int(self.correct.item()), examples
+        if self.reduce:  # every rank reads at the same steps: one small all-reduce per log line
+            totals = all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64,
+                                                 device=self.losses.device)).tolist()
+            loss_sum, correct, seen = totals[0] / world().size, int(totals[1]), int(totals[2])
+        metrics = {"loss": loss_sum / n if n else 0.0,
+                   "accuracy": correct / seen if seen and self.classified else 0.0,
                    "learning_rate": lr,
                    "examples_per_sec": examples / (now - self.t0) if now > self.t0 else 0.0}
         self.correct.zero_()

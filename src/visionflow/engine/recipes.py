@@ -17,7 +17,7 @@ from .config import TrainConfig
 from .modeldir import ModelDir
 
 #: Settings that may change when a run is continued; any other flag must match the directory.
-CONTINUABLE = {"steps", "epochs", "log_every", "checkpoint_every", "keep_checkpoints", "device", "data_dir",
+CONTINUABLE = {"sync_bn", "steps", "epochs", "log_every", "checkpoint_every", "keep_checkpoints", "device", "data_dir",
                "deterministic", "compile", "compile_mode"}
 #: A model with no recipe for a dataset trains with TrainConfig's defaults for this many epochs.
 DEFAULT_EPOCHS = 10

@@ -31,8 +31,10 @@ class ProgressReporter(Callback):
         assert self.progress is not None and self.trainer is not None
         loss, accuracy = metrics["loss"], metrics["accuracy"]
         self.progress.describe(f"loss {loss:.4f}  accuracy {accuracy:.2%}")
+        processes = self.trainer.world.size
+        per_rank = f" per process × {processes}" if processes > 1 else ""
         self.progress.log(f"step {step}/{self.trainer.max_steps}  loss {loss:.4f}  accuracy {accuracy:.2%}  "
-                          f"lr {metrics['learning_rate']:.2e}  {metrics['examples_per_sec']:,.0f} examples/s")
+                          f"lr {metrics['learning_rate']:.2e}  {metrics['examples_per_sec']:,.0f} examples/s{per_rank}")
 
     def on_epoch_end(self, epoch: int, step: int, result: "EvalResult | None") -> None:
         if result is not None and self.progress is not None:
@@ -84,8 +86,11 @@ def run_header(trainer: "Trainer", data_name: str, sizes: tuple[int, int, int], 
         f"visionflow: {run.model.name} on {data_name} → {trainer.model_dir.path} ({start})",
         f"  data    {n_train:,} train / {n_val:,} validation / {n_test:,} test, "
         f"{pre.height}×{pre.width}×{pre.channels}, {len(run.class_names)} classes",
-        f"  model   {params:,} parameters ({trainable:,} trainable) on {trainer.device}, {precision}",
-        f"  recipe  {cfg.optimizer} lr {cfg.lr:g}, {schedule}, batch {cfg.batch_size}, "
+        f"  model   {params:,} parameters ({trainable:,} trainable) on {trainer.device}, {precision}"
+        + (f", data-parallel over {trainer.world.size} processes ({'sync' if cfg.sync_bn else 'per-process'} "
+           f"BatchNorm)" if trainer.world.active else ""),
+        f"  recipe  {cfg.optimizer} lr {cfg.lr:g}, {schedule}, batch {cfg.batch_size}"
+        + (f" ({cfg.batch_size // trainer.world.size} per process)" if trainer.world.active else "") + ", "
         f"to step {max_steps:,} ({epochs:.3g} epochs of {per_epoch:,} steps)"
         + "".join(f", {e}" for e in extras if e),
         f"  augment {augment}",

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from ..core.devices import resolve_device
+from ..core.distributed import barrier
+from ..core.distributed import join as join_world
 from ..data.base import Dataset
 from ..data.batches import TensorBatches
 from ..data.catalog import DATASETS, load
@@ -114,7 +116,10 @@ def train(
     custom = custom or Customizations()
     directory = ModelDir(model_dir)
     set_determinism(config)
-    device = resolve_device(config.device)
+    w, device = join_world(resolve_device(config.device))
+    if config.batch_size % w.size:
+        raise InputError(f"{'--batch-size' if flags else 'batch_size'} {config.batch_size} is the global batch: it must "
+                         f"divide evenly among the {w.size} processes")
     stored = directory.load_config() if directory.exists() else None
     if stored is not None:
         check_custom_names({"optimizer": stored.train.optimizer, "loss": stored.train.loss,
@@ -137,7 +142,8 @@ def train(
     torch.manual_seed(config.seed)
     net = _instantiate(model, run)
     train_batches = TensorBatches(dataset.train, run.preprocessing, config.batch_size, device, shuffle=True,
-                                  seed=config.seed, drop_last=True, augment=config.augment)
+                                  seed=config.seed, drop_last=True, augment=config.augment, rank=w.rank,
+                                  world_size=w.size)
     run.train = _with_target(config, directory, train_batches.steps_per_epoch, target)
     eval_size = max(config.batch_size, 1000)
     validation = TensorBatches(dataset.validation, run.preprocessing, eval_size, device)
@@ -145,22 +151,24 @@ def train(
     if on_start:
         on_start(run, trainer.model, device)
     max_steps = max_steps_for(run.train, train_batches.steps_per_epoch)
-    if max_steps > trainer.global_step:
+    if max_steps > trainer.global_step and w.is_main:
         sizes = (len(dataset.train), len(dataset.validation), len(dataset.test))
         print(run_header(trainer, dataset.name, sizes, max_steps, trainer.global_step or None),
               file=progress_stream or sys.stderr, flush=True)
     result = trainer.fit(max_steps)
+    barrier()  # rank 0's last checkpoint is written before any process goes on
     test = None
     if len(dataset.test):
         test_batches = TensorBatches(dataset.test, run.preprocessing, eval_size, device)
         test = evaluate(trainer.eval_model, test_batches, run.class_names, device, run.train.precision,
                         trainer.global_step, "test", custom.loss)
-        if directory.exists():  # a run that has trained nothing has no directory to record into
+        if directory.exists() and w.is_main:  # a run that has trained nothing has no directory to record into
             record_evaluation(directory, test, dataset.test)
-    if result.steps_run:
+    if result.steps_run and w.is_main:
         from .plots import save_training_curves
 
         save_training_curves(directory.path, directory.path / "curves.png", test)
+    barrier()  # every process returns once the run's files are written
     return TrainOutcome(run, result, test, trainer.eval_model)
 
 

@@ -29,6 +29,18 @@ if TYPE_CHECKING:
 Logs = Optional[dict[str, float]]
 
 
+def _writer_process() -> bool:
+    """Under torchrun, only rank 0 writes files (every process runs the callbacks)."""
+    from ..core.distributed import world
+
+    return world().is_main
+
+
+class _Nothing:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
 class Callback:
     """No-op base: override the hooks you need."""
 
@@ -267,6 +279,8 @@ class ModelCheckpoint(Callback):
 
     def _save(self, epoch: int, batch: Optional[int], logs: Logs) -> None:
         assert self.model is not None
+        if not _writer_process():
+            return
         logs = dict(logs or {})
         if self.save_best_only:
             value = logs.get(self.monitor)
@@ -370,6 +384,9 @@ class CSVLogger(Callback):
         self.keys: Optional[list[str]] = None
 
     def on_train_begin(self, logs: Logs = None) -> None:
+        if not _writer_process():
+            self.file = None
+            return
         exists = self.append and self.filename.exists() and self.filename.stat().st_size > 0
         self.file = open(self.filename, "a" if self.append else "w", newline="")
         self.keys = None
@@ -381,6 +398,8 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         logs = logs or {}
+        if self.file is None:
+            return
         if self.keys is None:
             self.keys = sorted(logs)
             csv.writer(self.file, delimiter=self.separator).writerow(["epoch"] + self.keys)
@@ -413,6 +432,8 @@ class TensorBoard(Callback):
         self.writers: dict[str, Any] = {}
 
     def _writer(self, run: str) -> Any:
+        if not _writer_process():
+            return _Nothing()
         if run not in self.writers:
             from torch.utils.tensorboard import SummaryWriter
 

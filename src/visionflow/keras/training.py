@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from ..core.devices import resolve_device
+from ..core.distributed import barrier, broadcast_value, shard_range, world
+from ..core.distributed import join as join_world
 from ..data.arrays import ArrayBatches, as_tensor
 from ..engine.callbacks import Callback as EngineCallback
 from ..engine.config import RunConfig, TrainConfig
@@ -313,9 +315,11 @@ class Training:
         stored = ModelDir(directory).load_config() if directory is not None and ModelDir(directory).exists() else None
         seed = stored.train.seed if stored is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
         batch_size = batch_size or DEFAULT_BATCH
-        device = resolve_device("auto")
+        w, device = join_world(resolve_device("auto"))
+        if w.active:  # every process draws the same seed: the data order is one process's
+            seed = int(broadcast_value(seed))
         batches = ArrayBatches(x, y, batch_size, device, shuffle=bool(shuffle), seed=seed, weights=weights,
-                               steps_per_epoch=steps_per_epoch)
+                               steps_per_epoch=steps_per_epoch, rank=w.rank, world_size=w.size)
         per_epoch = batches.steps_per_epoch
         if backup is not None and backup.save_freq != "epoch":
             every = int(backup.save_freq)
@@ -339,6 +343,8 @@ class Training:
             origin = trainer.global_step
         max_steps = origin + (epochs - initial_epoch) * per_epoch
         verbose = 1 if verbose == "auto" else int(verbose)
+        if not w.is_main:
+            verbose = 0
         history = History()
         keras_callbacks = ([ProgbarLogger(verbose)] if verbose else []) + callbacks + [history]
         params = {"epochs": epochs, "steps": per_epoch, "verbose": verbose}
@@ -351,7 +357,9 @@ class Training:
         self.eval()
         if backup is not None and directory == backup.backup_dir and not self.stop_training:
             self._trainer = None  # the next fit starts without the backup it deletes
-            backup.finished()
+            barrier()
+            if w.is_main:
+                backup.finished()
         return history
 
     # -- evaluate / predict ------------------------------------------------------------------------
@@ -376,6 +384,10 @@ class Training:
         weights = to_array(sample_weight, "sample_weight").float() if sample_weight is not None else None
         self._ensure_built(x)
         self._resolve_metrics()
+        w = world()
+        if w.active:  # each process evaluates its share; the metrics sum over processes when read
+            lo, hi = shard_range(len(x), w)
+            x, y, weights = x[lo:hi], y[lo:hi], (weights[lo:hi] if weights is not None else None)
         batch_size = batch_size or DEFAULT_BATCH
         kept = None
         if _during_fit:  # the training metrics' epoch values must survive validation

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 
 from ..core.devices import resolve_device
+from ..core.distributed import barrier, world
+from ..core.distributed import join as join_world
 from ..core.fsio import atomic_write_json
 from ..data.augment import RETRAIN_DISTORTIONS
 from ..data.base import SPLITS, Split
@@ -128,7 +130,10 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
     config = resolve_retrain_config(directory, image_dir, overrides or {})
     stream = progress_stream or sys.stderr
     set_determinism(config)
-    device = resolve_device(config.device)
+    w, device = join_world(resolve_device(config.device))
+    if config.batch_size % w.size:
+        raise InputError(f"--batch-size {config.batch_size} is the global batch: it must divide evenly among the "
+                         f"{w.size} processes")
     folder = scan_image_folder(config.data_dir, config.validation_percentage, config.testing_percentage)
     folder.check_enough()
     run, net, weights_used = _prepare_model(directory, config, folder, backbone, weights)
@@ -141,11 +146,12 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
     data = _prepare_data(run, net, folder, weights_used, cache_dir, device, on_skip, stream)
     trainer = Trainer(net, run, directory, device, data.train, data.validation, (), stream)
     max_steps = max_steps_for(config, data.train.steps_per_epoch)
-    if max_steps > trainer.global_step:
+    if max_steps > trainer.global_step and w.is_main:
         sizes = (data.train.num_examples, data.validation.num_examples, data.test.num_examples)
         print(run_header(trainer, f"{data.folder.root} ({training_mode(config)})", sizes, max_steps,
                          trainer.global_step or None), file=stream, flush=True)
     result = trainer.fit(max_steps)
+    barrier()
     validation = test = None
     if data.validation.num_examples:
         validation = evaluate(trainer.model, data.validation, run.class_names, device, config.precision,
@@ -153,14 +159,15 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
     if data.test.num_examples:
         test = evaluate(trainer.model, data.test, run.class_names, device, config.precision, trainer.global_step, "test")
     log = _run_log(run, data, weights_used, cache_dir, skipped, result, validation, test)
-    if directory.exists():  # a run that has trained nothing has no directory to record into
+    if directory.exists() and w.is_main:  # a run that has trained nothing has no directory to record into
         if test is not None:
             record_evaluation(directory, test, data.test_images)
         atomic_write_json(directory.path / LOG_FILE, log)
-    if result.steps_run:
+    if result.steps_run and w.is_main:
         from ..engine.plots import save_training_curves
 
         save_training_curves(directory.path, directory.path / "curves.png", test)
+    barrier()
     return RetrainOutcome(run, result, validation, test, trainer.model, data.bottlenecks, log)  # type: ignore[arg-type]
 
 
@@ -217,18 +224,25 @@ def _prepare_data(run: RunConfig, net: TransferClassifier, folder: ImageFolder, 
         cache = BottleneckCache(cache_dir or default_bottleneck_dir(), get_backbone(run.model.options["backbone"]),
                                 weights, pre)
         net.backbone.to(device=device, memory_format=torch.channels_last)
+        w = world()
+        if not w.is_main:
+            barrier()  # rank 0 fills the cache first; the others then read every bottleneck from it
         found = compute_bottlenecks(folder.files, net.backbone, pre, cache, device, on_skip=on_skip)
+        if w.is_main:
+            barrier()
         stats = found.stats
-        print(f"bottlenecks of {len(found.files)} images: {stats.cached} from the cache, {stats.computed} computed "
-              f"({stats.forward_passes} backbone passes) in {stats.seconds:.1f} s — {cache.directory}",
-              file=stream, flush=True)
+        if w.is_main:
+            print(f"bottlenecks of {len(found.files)} images: {stats.cached} from the cache, {stats.computed} "
+                  f"computed ({stats.forward_passes} backbone passes) in {stats.seconds:.1f} s — {cache.directory}",
+                  file=stream, flush=True)
         folder = _only(folder, found.files)
         folder.check_enough()
         labels = found.labels
         parts = {name: np.array([f.split == name for f in found.files], dtype=bool) for name in SPLITS}
         batches = {name: TensorBatches(Split(found.features[parts[name]], labels[parts[name]]), None,
                                        config.batch_size, device, shuffle=name == "train", seed=config.seed,
-                                       drop_last=name == "train")
+                                       drop_last=name == "train", rank=w.rank if name == "train" else 0,
+                                       world_size=w.size if name == "train" else 1)
                    for name in SPLITS}
         test_images, _ = read_images(folder.split("test"), pre, on_skip)
         test_split = Split(test_images, labels[parts["test"]])
@@ -240,8 +254,9 @@ def _prepare_data(run: RunConfig, net: TransferClassifier, folder: ImageFolder, 
         readable += kept
     folder = _only(folder, readable)
     folder.check_enough()
+    w = world()
     train = TensorBatches(splits["train"], pre, config.batch_size, device, shuffle=True, seed=config.seed,
-                          drop_last=True, augment=config.augment)
+                          drop_last=True, augment=config.augment, rank=w.rank, world_size=w.size)
     evaluation = {name: TensorBatches(splits[name], pre, IMAGE_EVAL_BATCH, device) for name in ("validation", "test")}
     return _Data(train, evaluation["validation"], evaluation["test"], splits["test"], folder, None)
 
