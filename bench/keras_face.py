@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_VENV = "/work/bench-keras-venv/bin/python"
 BACKENDS = ("keras-torch", "keras-tf", "visionflow")
@@ -153,15 +155,7 @@ def run_worker(args) -> dict:
 # ----------------------------------------------------------------------------- driver
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or platform.machine()
-    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform()}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()}
 
 
 def run_one(backend: str, python: str, args) -> dict:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,7 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None)
     args = p.parse_args()
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    machine = describe()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run(n, args, Path(tmp)) for n in args.processes]
     base = rows[0]["examples_per_sec"]

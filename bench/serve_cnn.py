@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -306,18 +308,6 @@ def paired_saturation(results: dict, pairs: int, measure_server, measure_in_proc
             "ratios": ratios, "median_ratio": float(np.median(ratios))}
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
@@ -346,7 +336,7 @@ def main() -> None:
     if args.client == "auto":
         args.client = "wrk" if shutil.which("wrk") else "python"
 
-    results: dict = {"machine": machine(), "python": platform.python_version(), "load_average": os.getloadavg(),
+    results: dict = {"machine": describe(), "python": platform.python_version(), "load_average": os.getloadavg(),
                      "versions": {p: package_version(p) for p in ("torch", "onnxruntime", "uvicorn", "starlette",
                                                                   "httptools", "uvloop", "orjson")},
                      "settings": vars(args), "server": {}, "in_process": {}}

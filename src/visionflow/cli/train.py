@@ -187,11 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     on_start = print_device_placement if args.log_device_placement else None
     outcome = train(config, model_dir, on_start=on_start, flags=True)
-    from ..core.distributed import leave, world
-
-    main_process = world().is_main
-    leave()
-    if not main_process:  # under torchrun, rank 0 reports for all
+    if not reporting_process():
         return 0
     result, test = outcome.result, outcome.test
     if args.json:
@@ -237,6 +233,16 @@ def launch_torchrun(processes: int, command: str) -> int:
         print(f"visionflow {command}: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def reporting_process() -> bool:
+    """Leave the torchrun process group (if any) once training is done; whether this process
+    prints the command's report (rank 0 reports for all)."""
+    from ..core.distributed import leave, world
+
+    main_process = world().is_main
+    leave()
+    return main_process
 
 
 def nothing_to_train(model_dir: str, step: int) -> str:
@@ -300,11 +306,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
              "nproc_per_node")
     flags = {k: v for k, v in vars(args).items() if k not in fixed}
     outcome = retrain(args.image_dir, args.model_dir, args.backbone, args.weights, args.bottleneck_dir, flags)
-    from ..core.distributed import leave, world
-
-    main_process = world().is_main
-    leave()
-    if not main_process:
+    if not reporting_process():
         return 0
     result, test, log = outcome.result, outcome.test, outcome.log
     if args.json:

@@ -123,9 +123,25 @@ def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat([part[: int(c.item())] for part, c in zip(parts, counts)])
 
 
+def part_of(lo: int, hi: int, rank: int, size: int) -> tuple[int, int]:
+    """Rank `rank`'s contiguous part of rows [lo, hi) among `size` processes: the parts are
+    disjoint, cover every row, and differ in length by at most one.  One rule for every split —
+    each global batch while training, a split while evaluating."""
+    n = hi - lo
+    return lo + n * rank // size, lo + n * (rank + 1) // size
+
+
 def shard_range(count: int, w: World) -> tuple[int, int]:
-    """Rows [lo, hi) of `count` that rank `w.rank` evaluates: contiguous, disjoint, all covered."""
-    return count * w.rank // w.size, count * (w.rank + 1) // w.size
+    """Rows [lo, hi) of `count` that this process evaluates."""
+    return part_of(0, count, w.rank, w.size)
+
+
+def check_global_batch(batch_size: int, w: World, flags: bool) -> None:
+    """`batch_size` is the global batch: it must split evenly over the processes."""
+    if batch_size % w.size:
+        name = "--batch-size" if flags else "batch_size"
+        raise InputError(f"{name} {batch_size} is the global batch: it must divide evenly among the "
+                         f"{w.size} processes")
 
 
 def leave() -> None:

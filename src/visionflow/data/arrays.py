@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
+from ..core.distributed import part_of
 from ..errors import InputError
 from .streams import Stream, epoch_generator
 
@@ -76,9 +77,7 @@ class ArrayBatches:
         if self.shuffle:
             order = torch.randperm(n, generator=epoch_generator(self.seed, epoch, Stream.ORDER)).to(self.device)
         for i in range(start, self._steps):
-            lo, hi = i * b, min((i + 1) * b, n)
-            if self.world_size > 1:  # this process's contiguous part of the global batch
-                lo, hi = lo + (hi - lo) * self.rank // self.world_size, lo + (hi - lo) * (self.rank + 1) // self.world_size
+            lo, hi = part_of(i * b, min((i + 1) * b, n), self.rank, self.world_size)  # this process's part
             index = order[lo:hi] if order is not None else slice(lo, hi)
             batch = (self.x[index], self.y[index] if self.y is not None else None)
             yield batch + (self.weights[index],) if self.weights is not None else batch

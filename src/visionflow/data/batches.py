@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from ..core.distributed import part_of
 from ..errors import InputError
 from ..preprocessing import Preprocessing
 from .augment import Augment
@@ -91,7 +92,7 @@ class TensorBatches:
             _, h, w, _ = self.images.shape
             draws = draw_epoch(self.augment, n, h, w, self.seed, epoch, self.device)
         for i in range(start, self.steps_per_epoch):
-            lo, hi = self._local(i * b, min((i + 1) * b, n))
+            lo, hi = part_of(i * b, min((i + 1) * b, n), self.rank, self.world_size)
             index = order[lo:hi] if order is not None else slice(lo, hi)
             images = self.images[index]
             if draws is not None:
@@ -100,18 +101,9 @@ class TensorBatches:
             else:
                 yield self._normalize(images), self.labels[index]
 
-    def _local(self, lo: int, hi: int) -> tuple[int, int]:
-        """This process's contiguous part of the global batch [lo, hi) (all of it when alone):
-        each rank sees a disjoint part, together exactly what one process would see."""
-        if self.world_size == 1:
-            return lo, hi
-        size = hi - lo
-        return lo + size * self.rank // self.world_size, lo + size * (self.rank + 1) // self.world_size
-
     def shard(self, rank: int, world_size: int) -> "TensorBatches":
         """The same batches over this rank's contiguous share of the examples (for evaluation)."""
-        n = self.num_examples
-        lo, hi = n * rank // world_size, n * (rank + 1) // world_size
+        lo, hi = part_of(0, self.num_examples, rank, world_size)
         part = TensorBatches.__new__(TensorBatches)
         part.__dict__.update(self.__dict__)
         part.images, part.labels = self.images[lo:hi], self.labels[lo:hi]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..core.devices import resolve_device
-from ..core.distributed import barrier
+from ..core.distributed import barrier, check_global_batch
 from ..core.distributed import join as join_world
 from ..data.base import Dataset
 from ..data.batches import TensorBatches
@@ -117,9 +117,7 @@ def train(
     directory = ModelDir(model_dir)
     set_determinism(config)
     w, device = join_world(resolve_device(config.device))
-    if config.batch_size % w.size:
-        raise InputError(f"{'--batch-size' if flags else 'batch_size'} {config.batch_size} is the global batch: it must "
-                         f"divide evenly among the {w.size} processes")
+    check_global_batch(config.batch_size, w, flags)
     stored = directory.load_config() if directory.exists() else None
     if stored is not None:
         check_custom_names({"optimizer": stored.train.optimizer, "loss": stored.train.loss,

@@ -36,11 +36,6 @@ def _writer_process() -> bool:
     return world().is_main
 
 
-class _Nothing:
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
-
-
 class Callback:
     """No-op base: override the hooks you need."""
 
@@ -432,8 +427,6 @@ class TensorBoard(Callback):
         self.writers: dict[str, Any] = {}
 
     def _writer(self, run: str) -> Any:
-        if not _writer_process():
-            return _Nothing()
         if run not in self.writers:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -441,6 +434,8 @@ class TensorBoard(Callback):
         return self.writers[run]
 
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
+        if not _writer_process():
+            return
         for key, value in (logs or {}).items():
             run, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             self._writer(run).add_scalar(f"epoch_{name}", value, epoch)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -45,15 +44,12 @@ def load_model(filepath: str | os.PathLike, custom_objects: Optional[Mapping[str
                                            if k not in ("name", "reduction")})
         metrics = [m for m in settings.get("metrics", []) if m is not None]
         model.compile(optimizer=from_config(settings["optimizer"]), loss=loss, metrics=metrics)
-        state = _read(path, "optimizer.safetensors")
-        if state is not None:
-            from safetensors import safe_open
-
-            with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:
-                tmp.write(state)
-                tmp.flush()
-                with safe_open(tmp.name, framework="pt") as f:
-                    meta = json.loads((f.metadata() or {}).get("optimizer", "{}"))
+        state, meta = _read(path, "optimizer.safetensors"), _read(path, "optimizer.json")
+        if state is not None and meta is not None:
+            try:
+                settings_meta = json.loads(meta)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise InputError(f"{path}: optimizer.json is not valid JSON ({e})") from None
             optimizer = model.optimizer.build([p for p in model.parameters() if p.requires_grad])
-            restore_optimizer(optimizer, Checkpoint(0, {}, load_bytes(state), meta))
+            restore_optimizer(optimizer, Checkpoint(0, {}, load_bytes(state), settings_meta))
     return model

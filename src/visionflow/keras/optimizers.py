@@ -145,24 +145,23 @@ class Optimizer:
 class Adam(Optimizer):
     name = "adam"
     defaults = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False}
+    torch_class: type[torch.optim.Optimizer] = torch.optim.Adam
 
     def make(self, params: Any) -> torch.optim.Optimizer:
         o = self.options
-        return torch.optim.Adam(params, lr=self._learning_rate, betas=(o["beta_1"], o["beta_2"]), eps=o["epsilon"],
+        return self.torch_class(params, lr=self._learning_rate, betas=(o["beta_1"], o["beta_2"]), eps=o["epsilon"],
                                 amsgrad=o["amsgrad"], weight_decay=self._decay())
 
 
 class AdamW(Adam):
+    """Adam with decoupled weight decay (Keras' default 0.004)."""
+
     name = "adamw"
+    torch_class = torch.optim.AdamW
 
     def __init__(self, learning_rate: float | LearningRateSchedule = 0.001, weight_decay: float = 0.004,
                  **kwargs: Any) -> None:
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
-
-    def make(self, params: Any) -> torch.optim.Optimizer:
-        o = self.options
-        return torch.optim.AdamW(params, lr=self._learning_rate, betas=(o["beta_1"], o["beta_2"]), eps=o["epsilon"],
-                                 amsgrad=o["amsgrad"], weight_decay=self._decay())
 
 
 class SGD(Optimizer):

@@ -3,7 +3,8 @@
 `model.save("m.keras")` writes one zip file (`model.save("dir")`: a directory) holding
   config.json          {"architecture", "compile": {optimizer, loss, metrics}, "format"}
   model.safetensors    the weights, by layer name ("dense.linear.weight")
-  optimizer.safetensors  the optimizer's state, with its step counts and settings as metadata
+  optimizer.safetensors  the optimizer's state tensors (moments)
+  optimizer.json       its step counts and settings
 `load_model` rebuilds built-in layers from the JSON alone; a Lambda's function and a custom
 class come from `custom_objects` (or `register_keras_serializable`), and a missing one is named
 in the error.  Weights files (`save_weights`) are safetensors whatever their name.
@@ -71,7 +72,8 @@ class Saving:
         optimizer = getattr(getattr(self, "optimizer", None), "torch_optimizer", None)
         if optimizer is not None:
             tensors, meta = flatten_optimizer(optimizer.state_dict())
-            files["optimizer.safetensors"] = save_bytes(tensors, metadata={"optimizer": json.dumps(meta)})
+            files["optimizer.safetensors"] = save_bytes(tensors)
+            files["optimizer.json"] = json.dumps(meta).encode()
         if path.suffix in (".keras", ".zip"):
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..core.devices import resolve_device
-from ..core.distributed import barrier, world
+from ..core.distributed import barrier, check_global_batch, world
 from ..core.distributed import join as join_world
 from ..core.fsio import atomic_write_json
 from ..data.augment import RETRAIN_DISTORTIONS
@@ -131,9 +131,7 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
     stream = progress_stream or sys.stderr
     set_determinism(config)
     w, device = join_world(resolve_device(config.device))
-    if config.batch_size % w.size:
-        raise InputError(f"--batch-size {config.batch_size} is the global batch: it must divide evenly among the "
-                         f"{w.size} processes")
+    check_global_batch(config.batch_size, w, flags=True)
     folder = scan_image_folder(config.data_dir, config.validation_percentage, config.testing_percentage)
     folder.check_enough()
     run, net, weights_used = _prepare_model(directory, config, folder, backbone, weights)

@@ -196,17 +196,23 @@ class Layer(nn.Module):
 
     def forward(self, inputs: Any, training: bool | None = None) -> Any:
         self._ensure_built(shapes_of(inputs))
-        if training is None or training == self.training:
-            return self.call(inputs)
-        was = self.training
-        self.train(training)
-        try:
-            return self.call(inputs)
-        finally:
-            self.train(was)
+        return in_mode(self, training, self.call, inputs)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+def in_mode(module: nn.Module, training: bool | None, fn: Callable[[Any], Any], inputs: Any) -> Any:
+    """`fn(inputs)` with `module` in training mode `training` (Keras' `training=` argument; None:
+    as it is), the mode restored afterwards."""
+    if training is None or training == module.training:
+        return fn(inputs)
+    was = module.training
+    module.train(training)
+    try:
+        return fn(inputs)
+    finally:
+        module.train(was)
 
 
 def Input(shape: Sequence[Optional[int]], batch_size: int | None = None, name: str | None = None,
@@ -218,5 +224,3 @@ def Input(shape: Sequence[Optional[int]], batch_size: int | None = None, name: s
     tensor.name = name or unique_name("input_layer")  # type: ignore[attr-defined]
     return tensor
 
-
-Activation = Callable[[torch.Tensor], torch.Tensor]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ...errors import InputError
-from .core import Input, KerasTensor, Layer, Node, unique_name
+from .core import Input, KerasTensor, Layer, Node, in_mode, unique_name
 from .layers import LAYERS, TorchModuleWrapper
 
 
@@ -175,13 +175,9 @@ class Network(nn.Module):
         return cached
 
     def forward(self, x: Any, training: bool | None = None) -> Any:
-        if training is not None and training != self.training:
-            was = self.training
-            self.train(training)
-            try:
-                return self.forward(x)
-            finally:
-                self.train(was)
+        return in_mode(self, training, self._forward, x)
+
+    def _forward(self, x: Any) -> Any:
         if self.serving:
             x = x.permute(0, 2, 3, 1)  # served images arrive (N, C, H, W); the layers take (N, H, W, C)
         out = self.run_graph(x) if self.nodes else self.call(x)
