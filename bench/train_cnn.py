@@ -60,7 +60,7 @@ def lr_at(step: int, total: int, peak: float, warm: float = 0.15) -> float:
 
 
 def run_visionflow(ds, args, device, compile: bool = False, mode: str = "default") -> dict:
-    config = visionflow.default_config("cnn", "fashion-mnist")
+    config = visionflow.default_config("cnn", ds.name)
     config.epochs, config.batch_size, config.device, config.seed = args.epochs, args.batch_size, str(device), args.seed
     config.compile, config.compile_mode = compile, mode
     config.checkpoint_every = 10**9  # one checkpoint at the end, as a finished run always writes
@@ -159,6 +159,8 @@ def run_keras(ds, args) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--dataset", choices=("fashion-mnist", "mnist"), default="fashion-mnist",
+                        help="the catalog name of the IDX files in --data-dir")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
@@ -171,7 +173,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
-    ds = load_dataset("fashion-mnist", args.data_dir)
+    ds = load_dataset(args.dataset, args.data_dir)
     if args.limit:
         from visionflow.data.base import Dataset, Split
 

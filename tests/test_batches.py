@@ -80,3 +80,19 @@ def test_normalize_still_real_after_being_traced_by_torch_export():
     eager = pre.normalize(x)
     assert eager.numpy().shape == (2, 1, 4, 4)  # a fake tensor cached during tracing would fail here
     assert torch.equal(exported.module()(x), eager)
+
+
+def test_fit_preprocessing_matches_the_float64_statistics() -> None:
+    """The histogram form of the per-channel mean/std equals numpy's float64 mean/std."""
+    import numpy as np
+
+    from visionflow.preprocessing import fit_preprocessing
+
+    rng = np.random.default_rng(3)
+    images = (rng.beta(2, 5, (257, 9, 7, 3)) * 255).astype(np.uint8)
+    images[..., 2] = 17  # a constant channel: std floored at 1e-3
+    p = fit_preprocessing(images)
+    x = images.reshape(-1, 3).astype(np.float64) / 255
+    np.testing.assert_allclose(p.mean, x.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(p.std, np.maximum(x.std(axis=0), 1e-3), atol=1e-6)
+    assert (p.channels, p.height, p.width) == (3, 9, 7)

@@ -257,3 +257,25 @@ def test_export_puts_the_eval_transform_in_the_graph_and_verifies(tmp_path, mode
     assert result.verification.max_abs_diff <= result.verification.tolerance
     signature = json.loads((result.path / "signature.json").read_text())
     assert signature["inputs"][0]["shape"] == [-1, 16, 16, 3] and signature["preprocessing"]["tta"] == augment.tta
+
+
+def test_compiled_fastnet_has_the_eager_bf16_gradients():
+    """torch.compile of an amax after a bf16 GELU gave NaN gradients (fastnet's --compile run diverged
+    at step 2 on an H200); the pooling that replaced it must give the eager gradients, finite."""
+    torch.manual_seed(0)
+    net = build_model(ModelSpec("fastnet", 10, (3, 16, 16), {"widths": [8, 16, 16]}))
+    x = torch.randn(32, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    net.init_from_data(x)
+
+    def grads(model: nn.Module) -> list[torch.Tensor]:
+        net.zero_grad(set_to_none=True)
+        inputs = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(inputs)
+        out.float().square().mean().backward()
+        return [inputs.grad] + [p.grad for p in net.parameters() if p.grad is not None]
+
+    eager, compiled = grads(net), grads(torch.compile(net))
+    assert len(compiled) == len(eager) and all(torch.isfinite(g).all() for g in compiled)
+    for e, c in zip(eager, compiled):
+        torch.testing.assert_close(c, e, rtol=0.05, atol=1e-3)

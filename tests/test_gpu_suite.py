@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from conftest import CIFAR_DIR, FASHION_DIR, ROOT, child_env, needs_cifar, needs_fashion
+from conftest import CIFAR_DIR, MNIST_DIR, ROOT, child_env, needs_cifar, needs_mnist
 
 
 @needs_cifar
@@ -25,7 +25,7 @@ def test_the_pack_rebuilds_every_jpeg_byte_for_byte(tmp_path):
     for name in ("train-00000-of-00005.tfrecord", "test-00000-of-00001.tfrecord"):
         (small / name).write_bytes(b"".join(frame_record(r) for r in itertools.islice(read_records(CIFAR_DIR / name), 300)))
     (small / "labels.txt").write_text((CIFAR_DIR / "labels.txt").read_text())
-    info = pack(tmp_path / "pack", small, tmp_path / "no-fashion")
+    info = pack(tmp_path / "pack", small, tmp_path / "no-mnist")
     assert info["images"] == 600 and info["bytes"] < 0.45 * sum(p.stat().st_size for p in small.glob("*.tfrecord"))
     out = unpack(tmp_path / "pack", tmp_path / "out", shards=1)
     original = [r.encoded for s in sorted(small.glob("*.tfrecord")) for _, r in iter_image_records(s)]
@@ -34,7 +34,7 @@ def test_the_pack_rebuilds_every_jpeg_byte_for_byte(tmp_path):
 
 
 @needs_cifar
-@needs_fashion
+@needs_mnist
 def test_the_suite_smoke_run_runs_every_part_on_cpu(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_suite.py"), "--smoke", "--out", str(tmp_path),
                            "--pack", str(tmp_path / "no-pack")], capture_output=True, text=True, env=child_env(),
@@ -46,7 +46,7 @@ def test_the_suite_smoke_run_runs_every_part_on_cpu(tmp_path):
     assert all(part["result"] for part in results["parts"].values())
     assert results["seconds"] < 120
     section = (tmp_path / "benchmarks-section.md").read_text()
-    assert section.startswith("## GPU suite") and "| fastnet | ok" in section and FASHION_DIR.exists()
+    assert section.startswith("## GPU suite") and "| fastnet | ok" in section and MNIST_DIR.exists()
 
 
 def test_peers_travel_in_the_pack_and_import_from_it(tmp_path):
@@ -87,3 +87,34 @@ def test_the_record_scripts_own_time_is_read_from_its_final_row():
                "|          |   eval  |     0.9400  |   0.9012  |       0.9071  |        1.4520  |\n")
     assert record_seconds(printed) == 1.452
     assert record_seconds("|  0  |  7  |  0.9  |  0.9  |   |  1.3  |\n") is None
+
+
+def test_only_the_wheels_this_python_lacks_are_installed(tmp_path):
+    """The lent machines reach no registry: the pack's wheels are installed offline, the missing ones
+    alone, into a directory put on the path."""
+    import zipfile
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu_suite import install_missing_wheels
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name, body in (("vfprobe", "ANSWER = 7\n"), ("numpy", "raise SystemExit('shadowed numpy')\n")):
+        info = f"{name}-0.1.dist-info"
+        files = {f"{name}/__init__.py": body,
+                 f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n",
+                 f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+        files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"])
+        with zipfile.ZipFile(wheels / f"{name}-0.1-py3-none-any.whl", "w") as wheel:
+            for path, text in files.items():
+                wheel.writestr(path, text)
+    target = install_missing_wheels(wheels, tmp_path / "site")
+    try:
+        assert target == str(tmp_path / "site")
+        assert sorted(p.name for p in (tmp_path / "site").iterdir() if not p.name.endswith(".dist-info")) == ["vfprobe"]
+        probe = subprocess.run([sys.executable, "-c", "import vfprobe, numpy; print(vfprobe.ANSWER)"],
+                               capture_output=True, text=True, env={**child_env(), "PYTHONPATH": target})
+        assert probe.stdout.strip() == "7", probe.stderr
+        assert install_missing_wheels(tmp_path / "none", tmp_path / "site2") is None
+    finally:
+        sys.path.remove(target)

@@ -427,3 +427,14 @@ def test_fitted_model_exports_and_the_model_dir_serves(tmp_path: Path) -> None:
                          env=child_env(), cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert cli.returncode == 0, cli.stderr
     assert (tmp_path / "cli" / "1" / "signature.json").exists()
+
+
+def test_global_max_pooling_values_shapes_and_gradient() -> None:
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype("float32")
+    flat = keras.Sequential([keras.Input((3, 4, 5)), layers.GlobalMaxPooling2D()])
+    kept = keras.Sequential([keras.Input((3, 4, 5)), layers.GlobalMaxPooling2D(keepdims=True)])
+    np.testing.assert_array_equal(flat.predict(x, verbose=0), x.max(axis=(1, 2)))
+    assert kept.predict(x, verbose=0).shape == (2, 1, 1, 5)
+    t = torch.from_numpy(x).requires_grad_(True)
+    layers.GlobalMaxPooling2D()(t).sum().backward()
+    assert torch.equal(t.grad, torch.from_numpy((x == x.max(axis=(1, 2), keepdims=True)).astype("float32")))

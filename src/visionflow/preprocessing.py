@@ -189,13 +189,27 @@ def _make_affine(mean: tuple[float, ...], std: tuple[float, ...],
 
 
 def fit_preprocessing(images: np.ndarray) -> Preprocessing:
-    """Per-channel mean/std of (N, H, W, C) uint8 training images (in 0–1 units)."""
+    """Per-channel mean/std of (N, H, W, C) uint8 training images (in 0–1 units).
+
+    Exact, from each channel's histogram of the 256 byte values, counted in blocks: a float64 copy
+    of CIFAR-10's 150 M values took 13 s on a 2-core host (most of a GPU run's fixed cost); the
+    histograms take well under a second and never hold more than one block's counts.
+    """
     import numpy as np
 
     n, h, w, c = images.shape
-    x = images.reshape(-1, c).astype(np.float64) / 255.0
-    mean = x.mean(axis=0)
-    std = np.maximum(x.std(axis=0), 1e-3)
+    flat = images.reshape(-1, c)
+    counts = np.zeros((c, 256), dtype=np.int64)
+    block = 1 << 21
+    for start in range(0, len(flat), block):
+        part = flat[start:start + block]
+        for channel in range(c):
+            counts[channel] += np.bincount(part[:, channel], minlength=256)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    total = max(len(flat), 1)
+    mean = counts @ values / total
+    variance = (counts * (values[None, :] - mean[:, None]) ** 2).sum(axis=1) / total
+    std = np.maximum(np.sqrt(variance), 1e-3)
     return Preprocessing(channels=c, height=h, width=w,
                          mean=tuple(round(float(m), 6) for m in mean),
                          std=tuple(round(float(s), 6) for s in std))

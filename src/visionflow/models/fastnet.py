@@ -195,7 +195,9 @@ class FastNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.groups(F.gelu(self.whiten(x)))
-        return self.head(x.amax(dim=(2, 3))) * self.scale
+        # A max-pool rather than amax: inductor (torch 2.11–2.14) turns amax's backward after the
+        # fused bf16 GELU into NaN gradients; the pool routes each gradient by its index.
+        return self.head(F.adaptive_max_pool2d(x, 1).flatten(1)) * self.scale
 
 
 @register_model("fastnet96", recipes={"*": RECIPE96})

@@ -306,7 +306,9 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
     def call(self, x: torch.Tensor) -> torch.Tensor:
-        return x.amax(dim=(1, 2), keepdim=self.keepdims)
+        # max with indices, not amax: compiled amax after a bf16 activation gives NaN gradients
+        values = x.flatten(1, 2).max(dim=1).values
+        return values[:, None, None, :] if self.keepdims else values
 
 
 class BatchNormalization(Layer):
