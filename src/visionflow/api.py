@@ -90,12 +90,12 @@ class Classifier:
             raise InputError("give one of steps, epochs and max_steps")
         dataset = self._dataset(data)
         self._last_data = dataset
-        outcome = train(self.config, self.model_dir.path, dataset, self._custom, callbacks,
+        outcome = train(self.config, self.model_dir.location, dataset, self._custom, callbacks,
                         custom=self.customizations, target=self._target(steps, epochs, max_steps))
         self.config = outcome.run.train
         self._module = outcome.model
         if outcome.result.steps_run == 0:
-            warnings.warn(f"{self.model_dir.path}: already at global step {outcome.result.global_step}; nothing "
+            warnings.warn(f"{self.model_dir.location}: already at global step {outcome.result.global_step}; nothing "
                           "trained (pass steps=, epochs= or a larger max_steps=)", stacklevel=2)
         return outcome
 
@@ -165,6 +165,6 @@ class Classifier:
         if name not in DATASETS:
             if for_evaluation and self._last_data is not None:
                 return self._last_data
-            raise InputError(f"{self.model_dir.path}: trained on in-memory data ({name!r}), which cannot be loaded "
+            raise InputError(f"{self.model_dir.location}: trained on in-memory data ({name!r}), which cannot be loaded "
                              "by name: pass it, e.g. evaluate((images, labels))")
         return load_dataset(name, self.config.data_dir, self.config.validation_size)

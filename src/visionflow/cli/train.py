@@ -179,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return launch_torchrun(args.nproc_per_node, "train")
     flags = config_flags(args)
     model_dir = args.model_dir or f"runs/{flags.get('model', 'cnn')}-{flags.get('dataset', 'digits')}"
-    config = resolve_config(ModelDir(model_dir), flags)
+    config = resolve_config(ModelDir(model_dir, training=True), flags)
     if args.print_config:
         import dataclasses
 

@@ -13,32 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 from ..core.cache import default_cache_dir
-from ..core.fsio import atomic_write
+from ..core.remote import fetch_file, is_url, url_fs
 from ..errors import InputError
 
+__all__ = ["MAX_FILES", "is_url", "localize"]
+
 MAX_FILES = 200_000
-ATTEMPTS = 4  # per file: the first try and three retries, 0.5 s, 1 s, 2 s apart
-CHUNK = 4 << 20
-
-
-def is_url(spec: str | os.PathLike | None) -> bool:
-    return spec is not None and "://" in os.fspath(spec)
 
 
 def localize(url: str, cache_dir: Path | None = None) -> Path:
     """The local copy of `url` (a directory, a glob or one file), fetched as needed."""
-    try:
-        import fsspec
-    except ImportError:
-        raise InputError(f"{url}: reading URLs needs fsspec (pip install 'visionflow[cloud]')") from None
-    try:
-        fs, root = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as e:
-        raise InputError(f"{url}: no fsspec backend for this URL ({e}); pip install 'visionflow[cloud]'") from None
+    fs, root = url_fs(url)
     target = (cache_dir or default_cache_dir()) / "remote" / hashlib.sha256(url.encode()).hexdigest()[:20]
     files = _listing(fs, root, url)
     if len(files) > MAX_FILES:
@@ -49,7 +37,7 @@ def localize(url: str, cache_dir: Path | None = None) -> Path:
         relative = Path(remote).name if single or "*" in root else os.path.relpath(remote, base)
         if relative.startswith(".."):
             relative = Path(remote).name
-        _fetch(fs, remote, target / relative, url)
+        fetch_file(fs, remote, target / relative, url)
     return target / Path(files[0]).name if single else target
 
 
@@ -68,30 +56,3 @@ def _listing(fs, root: str, url: str) -> list[str]:
     if not files:
         raise InputError(f"{url}: no such file or directory, or nothing in it")
     return files
-
-
-def _fetch(fs, remote: str, local: Path, url: str) -> None:
-    """Copy one remote file to `local` atomically, retrying transient errors; skip a same-size copy."""
-    try:
-        size = fs.size(remote)
-    except Exception:  # a backend that cannot tell the size: the copy is fetched again
-        size = None
-    if local.exists() and size is not None and local.stat().st_size == size:
-        return
-    local.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(ATTEMPTS):
-        try:
-            def write(tmp: Path) -> None:
-                with fs.open(remote, "rb") as source, open(tmp, "wb") as sink:
-                    while chunk := source.read(CHUNK):
-                        sink.write(chunk)
-            atomic_write(local, write)
-            if size is not None and local.stat().st_size != size:
-                raise OSError(f"got {local.stat().st_size:,} bytes of {size:,}")
-            return
-        except FileNotFoundError:
-            raise InputError(f"{url}: {remote} disappeared while being read") from None
-        except Exception as e:  # backends raise their own errors (aiohttp's, botocore's): retry them all
-            if attempt == ATTEMPTS - 1:
-                raise InputError(f"{url}: reading {remote} failed {ATTEMPTS} times ({e})") from None
-            time.sleep(0.5 * 2 ** attempt)

@@ -74,10 +74,10 @@ def load_model(model_dir: ModelDir, device: torch.device, step: int | None = Non
     run = model_dir.load_config()
     ckpt = load_checkpoint(model_dir.checkpoints, step, with_state=False)
     if ckpt is None:
-        raise InputError(f"{model_dir.path}: no checkpoint yet (train first)")
+        raise InputError(f"{model_dir.location}: no checkpoint yet (train first)")
     if model is None:
         if run.model.name.startswith("custom:"):
-            raise InputError(f"{model_dir.path}: holds a custom model ({run.model.name[7:]}); "
+            raise InputError(f"{model_dir.location}: holds a custom model ({run.model.name[7:]}); "
                              "load it through the Python API with the same module")
         model = build_model(run.model)
     try:
@@ -100,6 +100,7 @@ def record_evaluation(model_dir: ModelDir, result: EvalResult, data: Split | Non
         if save_mistakes_grid(data.images, data.labels, result, mistakes):
             pictures["mistakes"] = mistakes.read_bytes()
     write_eval_summary(model_dir.eval_dir(result.split), result, data.labels if data is not None else None, pictures)
+    model_dir.sync()
 
 
 def evaluate_model_dir(path: str | Path, split: str = "test", device: str = "auto", step: int | None = None,
@@ -137,6 +138,7 @@ def watch(path: str | Path, on_result: Callable[[EvalResult], None], split: str 
     evaluated = 0
     last_new = time.monotonic()
     while timeout is None or time.monotonic() - last_new < timeout:
+        model_dir.refresh()
         if run is None and model_dir.exists():
             run = model_dir.load_config()
             dataset = dataset_for_run(run, data_dir, split=split)

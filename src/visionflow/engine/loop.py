@@ -251,6 +251,7 @@ class Trainer:
                         capture_rng(self.device), self.config.keep_checkpoints, extra, self.max_steps, meta)
         self.last_saved = self.global_step
         self.callbacks.call("on_checkpoint", self.global_step)
+        self.model_dir.sync()
 
     def fit(self, max_steps: int, epoch_origin: int = 0) -> TrainResult:
         """Train until global step `max_steps` (a no-op when the directory is already there).

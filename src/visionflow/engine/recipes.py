@@ -60,12 +60,12 @@ def resolve_config(model_dir: ModelDir, overrides: dict[str, Any], base: TrainCo
                 continue
             other = "another --model-dir" if flags else "another model directory"
             if key == "model":
-                raise InputError(f"{model_dir.path}: holds a {stored.model!r} model, not {value!r} (use {other})")
+                raise InputError(f"{model_dir.location}: holds a {stored.model!r} model, not {value!r} (use {other})")
             if flags:
                 setting, given = f"--{key.replace('_', '-')} {getattr(stored, key)}", f"{value}"
             else:
                 setting, given = f"{key}={getattr(stored, key)!r}", f"{value!r}"
-            raise InputError(f"{model_dir.path}: was trained with {setting}, got {given} (use {other} to change it)")
+            raise InputError(f"{model_dir.location}: was trained with {setting}, got {given} (use {other} to change it)")
         continuing = {k: v for k, v in overrides.items() if k in CONTINUABLE}
         if "steps" in continuing and "epochs" not in continuing:
             continuing["epochs"] = None

@@ -83,7 +83,7 @@ def run_header(trainer: "Trainer", data_name: str, sizes: tuple[int, int, int], 
                         if getattr(cfg.augment, f.name) != getattr(default, f.name)) or "none"
     epochs = max_steps / per_epoch if per_epoch else 0
     return "\n".join([
-        f"visionflow: {run.model.name} on {data_name} → {trainer.model_dir.path} ({start})",
+        f"visionflow: {run.model.name} on {data_name} → {trainer.model_dir.location} ({start})",
         f"  data    {n_train:,} train / {n_val:,} validation / {n_test:,} test, "
         f"{pre.height}×{pre.width}×{pre.channels}, {len(run.class_names)} classes",
         f"  model   {params:,} parameters ({trainable:,} trainable) on {trainer.device}, {precision}"

@@ -114,17 +114,19 @@ def train(
     """
     config.validate(flags)
     custom = custom or Customizations()
-    directory = ModelDir(model_dir)
+    directory = ModelDir(model_dir, training=True)
     set_determinism(config)
     w, device = join_world(resolve_device(config.device))
     check_global_batch(config.batch_size, w, flags)
+    if w.is_main:
+        directory.check_writable()
     stored = directory.load_config() if directory.exists() else None
     if stored is not None:
         check_custom_names({"optimizer": stored.train.optimizer, "loss": stored.train.loss,
                             "schedule": stored.train.schedule}, custom, str(directory.path))
     if dataset is None:
         if config.dataset not in DATASETS:
-            raise InputError(f"{directory.path}: trained on in-memory data ({config.dataset!r}), which cannot be "
+            raise InputError(f"{directory.location}: trained on in-memory data ({config.dataset!r}), which cannot be "
                              "loaded by name: continue it through the Python API, passing the data")
         dataset = load(config.dataset, request_for(config))
     elif dataset.name not in DATASETS:
@@ -166,6 +168,8 @@ def train(
         from .plots import save_training_curves
 
         save_training_curves(directory.path, directory.path / "curves.png", test)
+    if w.is_main:
+        directory.sync()
     barrier()  # every process returns once the run's files are written
     return TrainOutcome(run, result, test, trainer.eval_model)
 

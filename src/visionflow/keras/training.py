@@ -260,7 +260,7 @@ class Training:
         run = RunConfig(config, spec, pre, tuple(str(i) for i in range(max(spec.num_classes, 0))))
         custom = Customizations(optimizer=torch_optimizer, loss=self._engine_loss(),
                                 lr_scheduler=lambda optimizer: scheduler)
-        model_dir = ModelDir(directory) if directory is not None else None
+        model_dir = ModelDir(directory, training=True) if directory is not None else None
         builtins = ("checkpoints", "summaries") if directory is not None else ()
         trainer = Trainer(self, run, model_dir, device, batches, None, (), None, custom, builtins=builtins)
         trainer.raise_on_nonfinite = False

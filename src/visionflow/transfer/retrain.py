@@ -101,7 +101,7 @@ def resolve_retrain_config(model_dir: ModelDir, image_dir: str | os.PathLike | N
         if model_dir.exists():
             had = model_dir.load_config().train.augment.distorts
             if wanted != had:
-                raise InputError(f"{model_dir.path}: was trained with --distortions {had}, got {wanted} "
+                raise InputError(f"{model_dir.location}: was trained with --distortions {had}, got {wanted} "
                                  "(use another --model-dir to change it)")
         elif wanted:
             overrides["augment"] = RETRAIN_DISTORTIONS
@@ -126,12 +126,14 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
     (default $VISIONFLOW_CACHE/bottlenecks).  Raises InputError for a folder with too few images,
     unknown backbone, missing weights, or a model directory trained another way.
     """
-    directory = ModelDir(model_dir)
+    directory = ModelDir(model_dir, training=True)
     config = resolve_retrain_config(directory, image_dir, overrides or {})
     stream = progress_stream or sys.stderr
     set_determinism(config)
     w, device = join_world(resolve_device(config.device))
     check_global_batch(config.batch_size, w, flags=True)
+    if w.is_main:
+        directory.check_writable()
     folder = scan_image_folder(config.data_dir, config.validation_percentage, config.testing_percentage)
     folder.check_enough()
     run, net, weights_used = _prepare_model(directory, config, folder, backbone, weights)
@@ -165,6 +167,8 @@ def retrain(image_dir: str | os.PathLike | None, model_dir: str | os.PathLike, b
         from ..engine.plots import save_training_curves
 
         save_training_curves(directory.path, directory.path / "curves.png", test)
+    if w.is_main:
+        directory.sync()
     barrier()
     return RetrainOutcome(run, result, validation, test, trainer.model, data.bottlenecks, log)  # type: ignore[arg-type]
 
@@ -184,11 +188,11 @@ def _prepare_model(directory: ModelDir, config: TrainConfig, folder: ImageFolder
         run = directory.load_config()
         stored = run.model.options.get("backbone")
         if backbone is not None and backbone != stored:
-            raise InputError(f"{directory.path}: was retrained from backbone {stored!r}, not {backbone!r} "
+            raise InputError(f"{directory.location}: was retrained from backbone {stored!r}, not {backbone!r} "
                              "(use another --model-dir)")
         if tuple(folder.class_names) != tuple(run.class_names):
             raise InputError(f"{folder.root}: categories {', '.join(folder.class_names)} differ from the ones "
-                             f"{directory.path} was trained on ({', '.join(run.class_names)})")
+                             f"{directory.location} was trained on ({', '.join(run.class_names)})")
         run.train = config
     else:
         chosen = get_backbone(backbone or DEFAULT_BACKBONE)
@@ -198,7 +202,7 @@ def _prepare_model(directory: ModelDir, config: TrainConfig, folder: ImageFolder
     torch.manual_seed(config.seed)
     net = build_model(run.model)
     if not isinstance(net, TransferClassifier):
-        raise InputError(f"{directory.path}: holds a {run.model.name!r} model, not a retrained one")
+        raise InputError(f"{directory.location}: holds a {run.model.name!r} model, not a retrained one")
     ckpt = load_checkpoint(directory.checkpoints, with_state=False) if directory.exists() else None
     if ckpt is not None:
         try:
