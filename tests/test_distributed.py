@@ -46,7 +46,8 @@ RUN = textwrap.dedent("""
 """)
 
 
-def _run(tmp: Path, processes: int, model_dir: Path, steps: int, kill_step: int = 0, marker: str = "kill-marker") -> subprocess.CompletedProcess:
+def _run(tmp: Path, processes: int, model_dir: Path, steps: int, kill_step: int = 0, marker: str = "kill-marker",
+         restarts: int = 0) -> subprocess.CompletedProcess:
     script = tmp / "run.py"
     script.write_text(RUN)
     args = [str(model_dir), str(steps), str(kill_step), str(tmp / marker)]
@@ -54,7 +55,7 @@ def _run(tmp: Path, processes: int, model_dir: Path, steps: int, kill_step: int 
         command = [sys.executable, str(script), *args]
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-                   str(script), *args]
+                   f"--max-restarts={restarts}", str(script), *args]
     return _run_group(command, ROOT)
 
 
@@ -195,3 +196,20 @@ def test_keras_fit_under_torchrun_is_the_one_process_fit(tmp_path: Path) -> None
     _close(out[1][0], out[2][0])
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):  # metrics summed over the processes exactly
         np.testing.assert_allclose(out[1][1][key], out[2][1][key], atol=1e-5)
+
+
+def test_max_restarts_resumes_a_killed_rank_by_itself(tmp_path: Path) -> None:
+    """torchrun --max-restarts 1: the last rank is SIGKILLed at step 25 once; the agent restarts both
+    workers, which resume from step 20 and end where the uninterrupted run ends.  Three runs: a
+    restarted attempt reading the previous attempt's gloo address failed or hung 2 times in 3
+    before each attempt got its own store prefix."""
+    reference = tmp_path / "reference"
+    assert _run(tmp_path, 1, reference, 40).returncode == 0
+    expected = _weights(reference)
+    for attempt in range(3):
+        run = tmp_path / f"restarted-{attempt}"
+        done = _run(tmp_path, 2, run, 40, kill_step=25, marker=f"restart-{attempt}", restarts=1)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert (tmp_path / f"restart-{attempt}").exists()  # the kill did happen
+        assert "resuming from step 20" in done.stderr
+        _close(_weights(run), expected)

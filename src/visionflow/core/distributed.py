@@ -67,13 +67,35 @@ def join(device: torch.device) -> tuple[World, torch.device]:
         timeout = datetime.timedelta(seconds=float(os.environ.get("VISIONFLOW_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
         backend = "nccl" if device.type == "cuda" else "gloo"
         try:
-            dist.init_process_group(backend, timeout=timeout, device_id=device if device.type == "cuda" else None)
+            dist.init_process_group(backend, timeout=timeout, device_id=device if device.type == "cuda" else None,
+                                    **_attempt_store(timeout))
         except (RuntimeError, ValueError) as e:
             raise InputError(f"cannot join the torchrun process group ({backend}): {e}") from None
         import atexit
 
         atexit.register(leave)  # torn down before the interpreter's own teardown, which can abort in C++
     return world(), device
+
+
+def _attempt_store(timeout: datetime.timedelta) -> dict:
+    """Under torchrun's elastic agent: the rendezvous store with this restart attempt's own key
+    prefix (store, rank and world size for init_process_group); otherwise nothing (env://).
+
+    After `--max-restarts` restarted the workers, a new rank 1 was seen to read the gloo address
+    the previous attempt's rank 0 had published and fail with "connection refused" (torch 2.14,
+    CPU): keys under a prefix naming the run and the attempt cannot be confused across attempts.
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        return {}
+    import torch.distributed as dist
+
+    rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent_hosts_it = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size,
+                          is_master=not agent_hosts_it and rank == 0, timeout=timeout, multi_tenant=True)
+    prefix = f"visionflow/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}/attempt-{attempt}/"
+    return {"store": dist.PrefixStore(prefix, store), "rank": rank, "world_size": size}
 
 
 def barrier() -> None:
