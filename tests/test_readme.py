@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CIFAR_DIR, FASHION_DIR, MNIST_DIR, ROOT, needs_cifar, needs_fashion, needs_mnist, run_in_process
+from conftest import CIFAR_DIR, FASHION_DIR, MNIST_DIR, ROOT, SHARED, needs_cifar, needs_fashion, needs_mnist, run_in_process
 
 README = (ROOT / "README.md").read_text()
 
@@ -54,6 +54,7 @@ SKIPPED = {
     "visionflow train ...": "a flag list, not a command",
     "--backbone resnet50": "needs ResNet-50 weights, which only a download provides",
     "--nproc-per-node 8": "eight processes (test_distributed runs the same path with two gloo processes)",
+    "--corpus ptb": "downloads PTB (test_lm downloads a named corpus from a local mirror with its checksum)",
 }
 
 
@@ -68,9 +69,12 @@ def test_the_command_line_tours_run(tmp_path, monkeypatch):
         if any(marker in command for marker in SKIPPED):
             continue
         args = shlex.split(command)[1:]
-        args = [str(tmp_path / "cifar10-small") if a == "../shared/data/cifar10-jpeg" else a for a in args]
+        args = [str(tmp_path / "cifar10-small") if a == "../shared/data/cifar10-jpeg" else
+                str(tmp_path / "shakespeare.txt") if a == "../shared/data/tinyshakespeare/input.txt" else a for a in args]
         if args[0] in ("train", "retrain"):
             args = _shortened(args)
+        if args[:2] == ["lm", "train"]:
+            args += ["--steps", "6", "--hidden", "32", "--embed", "16", "--batch-size", "8", "--bptt", "20"]
         proc = run_in_process(*args)
         assert proc.returncode == 0, (command, proc.stderr[-2000:])
         ran += 1
@@ -102,6 +106,7 @@ def _stage_inputs(tmp: Path, monkeypatch) -> None:
     Image.fromarray(fashion[0, ..., 0]).save(tmp / "shoe.png")
     np.save(tmp / "batch.npy", fashion[..., 0])
     _small_cifar(tmp / "cifar10-small")  # a few hundred records of the real shards, for the cifar commands
+    (tmp / "shakespeare.txt").write_bytes((SHARED / "data" / "tinyshakespeare" / "input.txt").read_bytes()[:60_000])
     _cifar_python_batches(tmp / "cifar-10-batches-py")
     labels = (CIFAR_DIR / "labels.txt").read_text().split()
     shards = sorted(CIFAR_DIR.glob("train-*.tfrecord"))[:1]

@@ -9,6 +9,7 @@ as float32, no loss scaling needed); "fp16" autocast to float16 with dynamic los
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -46,6 +47,16 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return None
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX or AVX-512 BF16): there bf16 autocast
+    trains an LSTM language model ~2.5x faster than float32; elsewhere it is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def autocast_for(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:

@@ -23,7 +23,7 @@ from ..preprocessing import Preprocessing
 FORMAT_VERSION = 1
 #: "muon": orthogonalised momentum for conv filters, nesterov SGD for the rest (engine.muon).
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adagrad", "muon")
-SCHEDULES = ("constant", "onecycle", "cosine", "linear", "step")
+SCHEDULES = ("constant", "onecycle", "cosine", "linear", "step", "plateau")
 #: See core.devices: auto (bf16 on CUDA, else fp32), fp32, bf16, fp16 (with loss scaling).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: torch.compile modes; "reduce-overhead" replays the compiled step from CUDA graphs on a GPU.
@@ -44,7 +44,10 @@ class TrainConfig:
     them (central crop, standardization, test-time augmentation): see `data.augment.Augment`.
     Schedules: "linear" rises linearly from `lr_start_factor`·lr to lr over `warmup`, then falls
     linearly to `lr_end_factor`·lr (airbench's triangle); "step" divides lr by 10 at 50% and
-    again at 75% of the run (He et al.'s CIFAR schedule), after any warmup.  `ema_decay` keeps
+    again at 75% of the run (He et al.'s CIFAR schedule), after any warmup; "plateau" keeps lr
+    until a validation loss fails to improve, then multiplies it by `plateau_factor` (the PTB
+    language model's /4; engine/plateau.py).  `clip_norm` rescales the gradient whenever its
+    global L2 norm exceeds it (none when None).  `ema_decay` keeps
     an exponential moving average of the weights (TF's ExponentialMovingAverage with
     num_updates = global step, so the decay is min(ema_decay, (1 + step) / (10 + step))) that
     evaluation, checkpoints' weights and export use.  `lookahead_every` > 0 enables airbench's
@@ -101,6 +104,8 @@ class TrainConfig:
     keep_checkpoints: int = 5
     schedule_start: int = 0
     loss: str = "cross_entropy"
+    clip_norm: Optional[float] = None
+    plateau_factor: float = 0.25
 
     def validate(self, flags: bool = True) -> "TrainConfig":
         """Raise InputError for the first setting out of range, named as a command-line flag
@@ -132,6 +137,8 @@ class TrainConfig:
             (self.dropout is None or 0 <= self.dropout < 1, "{dropout} must be in [0, 1)"),
             (self.momentum >= 0 and self.weight_decay >= 0, "{momentum} and {weight_decay} must be 0 or more"),
             (self.seed >= 0, "{seed} must be 0 or more"),
+            (self.clip_norm is None or self.clip_norm > 0, "{clip_norm} must be positive"),
+            (0 < self.plateau_factor < 1, "{plateau_factor} must be in (0, 1)"),
             (0 <= self.schedule_start <= (self.steps if self.steps is not None else self.schedule_start),
              "{schedule_start} must be between 0 and {steps}"),
         ]
@@ -174,6 +181,8 @@ class RunConfig:
             raw = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"{source}: not valid JSON ({e})") from None
+        if isinstance(raw, dict) and raw.get("kind") == "lm":
+            raise InputError(f"{source}: holds a language model (use visionflow lm evaluate / lm sample)")
         config = from_dict(cls, _migrate(raw, source), source)
         if config.format != FORMAT_VERSION:
             raise InputError(f"{source}: format {config.format} is not supported (expected {FORMAT_VERSION})")

@@ -145,6 +145,11 @@ class Trainer:
         #: A non-finite loss ends `fit` with DivergedError; the Keras face turns this off (Keras
         #: trains on, and its TerminateOnNaN callback stops) — checkpoints still refuse one.
         self.raise_on_nonfinite = True
+        #: The gradient's global L2 norm before clipping, of the last step (a tensor: reading it
+        #: synchronises), when `clip_norm` is set; None otherwise.
+        self.grad_norm: torch.Tensor | None = None
+        self.derived_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None
+        self.example_unit = "examples"  # what a batch's targets count, in progress lines ("tokens")
         self._config_saved = False
         ckpt = load_checkpoint(model_dir.checkpoints) if model_dir is not None else None
         if ckpt is None:
@@ -208,6 +213,7 @@ class Trainer:
         if self.config.compile:
             model = torch.compile(model, mode=self.config.compile_mode)
         optimizer, loss_fn, autocast, scaler = self.optimizer, self.loss_fn, self.autocast, self.scaler
+        clip, params = self.config.clip_norm, [p for p in self.model.parameters() if p.requires_grad]
 
         def step(x: torch.Tensor, y: torch.Tensor, *weights: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -217,9 +223,14 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
+                if clip is not None:
+                    self.grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).detach()
                 optimizer.step()
             else:
                 scaler.scale(loss).backward()
+                if clip is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
+                    self.grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).detach()
                 scaler.step(optimizer)  # skipped when the scaled gradients overflowed
                 scaler.update()
             outputs = logits.detach()
@@ -227,6 +238,16 @@ class Trainer:
             return loss.detach().float(), (outputs.argmax(1) == y).sum() if classes else None, outputs
 
         return step
+
+    def _log_metrics(self, lr: float) -> dict[str, float]:
+        """A log line's metrics: the loss window's, the gradient norm when clipping, and what
+        `derived_metrics` computes from them (a language model's perplexity)."""
+        metrics = self._window.read(self.global_step, lr, self.raise_on_nonfinite)
+        if self.grad_norm is not None:
+            metrics["grad_norm"] = float(self.grad_norm)
+        if self.derived_metrics is not None:
+            metrics.update(self.derived_metrics(metrics))
+        return metrics
 
     def save_checkpoint(self) -> None:
         """Write a checkpoint of the current step (after checking the losses since the last read
@@ -304,8 +325,7 @@ class Trainer:
                     if outputs_wanted:
                         calls.call("on_batch_outputs", outputs, batch[1], batch[2] if len(batch) > 2 else None, loss)
                     if self.global_step % cfg.log_every == 0 or self.global_step == max_steps:
-                        calls.call("on_log", self.global_step, self._window.read(self.global_step, lr,
-                                                                                        self.raise_on_nonfinite))
+                        calls.call("on_log", self.global_step, self._log_metrics(lr))
                     calls.call("on_step_end", self.global_step)
                     if (self.global_step - epoch_origin) % per_epoch == 0:
                         self.validation = None

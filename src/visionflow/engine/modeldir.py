@@ -76,4 +76,5 @@ class ModelDir:
 
     def save_config(self, config: RunConfig) -> None:
         atomic_write_text(self.config_path, config.to_json())
-        atomic_write_text(self.path / "labels.txt", "".join(f"{name}\n" for name in config.class_names))
+        if config.class_names:  # a language model has none (its vocabulary is vocab.json)
+            atomic_write_text(self.path / "labels.txt", "".join(f"{name}\n" for name in config.class_names))

@@ -67,7 +67,7 @@ def lr_at(config: TrainConfig, step: int, total: int) -> float:
     """Learning rate for (0-based) `step` of a run that ends at step `total`: a pure function, so
     resume is exact.  The schedule spans the current cycle, from `config.schedule_start` to `total`."""
     start = config.schedule_start
-    if config.schedule == "constant" or total <= start:
+    if config.schedule in ("constant", "plateau") or total <= start:  # plateau: PlateauDecay moves it
         return config.lr
     progress = min(max(step - start, 0) / (total - start), 1.0)
     warm = config.warmup

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from ..data.augment import Augment
 from ..errors import InputError
-from ..models import recipe_for
+from ..models import LANGUAGE_MODELS, recipe_for
 from .config import TrainConfig
 from .modeldir import ModelDir
 
@@ -47,6 +47,8 @@ def resolve_config(model_dir: ModelDir, overrides: dict[str, Any], base: TrainCo
     `base` replaces the model's recipe for a new run (retrain has its own).  Errors name settings
     as command-line flags, or as Python keywords when `flags` is False.
     """
+    if overrides.get("model") in LANGUAGE_MODELS:
+        raise InputError(f"{overrides['model']} is a language model: train it with `visionflow lm train --corpus TEXT`")
     if base is None:
         base = default_config(overrides.get("model", "cnn"), overrides.get("dataset", "digits"))
     if isinstance(overrides.get("augment"), dict):

@@ -29,12 +29,15 @@ class ProgressReporter(Callback):
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         assert self.progress is not None and self.trainer is not None
-        loss, accuracy = metrics["loss"], metrics["accuracy"]
-        self.progress.describe(f"loss {loss:.4f}  accuracy {accuracy:.2%}")
+        loss = metrics["loss"]
+        quality = (f"perplexity {metrics['perplexity']:.2f}" if "perplexity" in metrics
+                   else f"accuracy {metrics['accuracy']:.2%}")
+        self.progress.describe(f"loss {loss:.4f}  {quality}")
         processes = self.trainer.world.size
         per_rank = f" per process × {processes}" if processes > 1 else ""
-        self.progress.log(f"step {step}/{self.trainer.max_steps}  loss {loss:.4f}  accuracy {accuracy:.2%}  "
-                          f"lr {metrics['learning_rate']:.2e}  {metrics['examples_per_sec']:,.0f} examples/s{per_rank}")
+        self.progress.log(f"step {step}/{self.trainer.max_steps}  loss {loss:.4f}  {quality}  "
+                          f"lr {metrics['learning_rate']:.2e}  {metrics['examples_per_sec']:,.0f} "
+                          f"{self.trainer.example_unit}/s{per_rank}")
 
     def on_epoch_end(self, epoch: int, step: int, result: "EvalResult | None") -> None:
         if result is not None and self.progress is not None:

@@ -8,6 +8,7 @@
   fastnet       fastnet (airbench94-class speed recipe)
   transfer      transfer (a pretrained backbone with a new head: `visionflow retrain`)
   keras         keras (a Keras-style architecture saved by `visionflow.keras`, for export/serving)
+  sequence      lstm (the tutorials' LSTM language model), rnn (an image read row by row by an LSTM)
   backbones, pretrained, efficientnet_weights   pretrained ImageNet networks and their weights
 
 A new model: a module here that registers it (with its recipes), and one `declare` line below.
@@ -24,5 +25,9 @@ declare("visionflow.models.resnet", [f"resnet{depth}{variant}" for depth in (20,
 declare("visionflow.models.fastnet", ("fastnet", "fastnet96"))
 declare("visionflow.models.transfer", ("transfer",))
 declare("visionflow.models.keras.serving", ("keras",))
+declare("visionflow.models.sequence", ("lstm", "rnn"))
 
-__all__ = ["ModelSpec", "build_model", "get_factory", "model_names", "recipe_for", "register_model"]
+#: Models of token streams, not images (`visionflow lm`); image commands refuse them.
+LANGUAGE_MODELS = ("lstm",)
+
+__all__ = ["LANGUAGE_MODELS", "ModelSpec", "build_model", "get_factory", "model_names", "recipe_for", "register_model"]
