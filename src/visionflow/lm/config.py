@@ -51,7 +51,7 @@ RECIPES: dict[str, dict[str, Any]] = {
              "model": {"embed": 200, "hidden": 200, "layers": 2, "dropout": 0.2, "tie": False},
              "lm": {"bptt": 35}},
     "char": {"train": {"optimizer": "adam", "lr": 2e-3, "schedule": "constant", "clip_norm": 1.0,
-                       "batch_size": 64, "epochs": 3.0, "log_every": 50, "checkpoint_every": 500,
+                       "batch_size": 64, "epochs": 20.0, "log_every": 50, "checkpoint_every": 500,
                        "precision": "auto"},
              "model": {"embed": 64, "hidden": 256, "layers": 2, "dropout": 0.1, "tie": False},
              "lm": {"bptt": 100, "valid_fraction": 0.1, "test_fraction": 0.0}},

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, TextIO
@@ -130,7 +131,7 @@ class LMEpochs(Callback):
 
         model = trainer.model
 
-        class Graph(torch.nn.Module):
+        class LanguageModel(torch.nn.Module):  # the name TensorBoard shows
             def __init__(self) -> None:
                 super().__init__()
                 self.lm = model
@@ -140,8 +141,9 @@ class LMEpochs(Callback):
 
         model.eval()
         try:
-            with SummaryWriter(str(self.directory.path / "train")) as writer:
-                writer.add_graph(Graph(), trainer.train_batches.inputs(1)[:1])
+            with SummaryWriter(str(self.directory.path / "train")) as writer, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the tracer's deprecation and constant-folding notes
+                writer.add_graph(LanguageModel(), trainer.train_batches.inputs(1)[:1])
         finally:
             model.train()
 
