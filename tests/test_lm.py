@@ -260,3 +260,14 @@ def test_lm_cli_trains_a_char_model_end_to_end(tmp_path) -> None:
     out = json.loads(proc.stdout)
     assert out["global_step"] == 40 and out["valid"]["bits_per_char"] < math.log2(len(set(text.read_text())))
     assert "perplexity" in proc.stderr and "tokens/s" in proc.stderr
+
+
+def test_a_corpus_outside_the_models_vocabulary_is_one_line(tmp_path) -> None:
+    text = tmp_path / "abc.txt"
+    text.write_text("abc cab bac\n" * 120)
+    train_lm(str(text), tmp_path / "m", "char", small(steps=3))
+    other = tmp_path / "xyz.txt"
+    other.write_text("abc xyz\n" * 120)
+    proc = run_cli("lm", "evaluate", "--model-dir", str(tmp_path / "m"), "--corpus", str(other))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "'x' is not in the model's vocabulary" in proc.stderr and str(other) in proc.stderr
