@@ -4,12 +4,15 @@ The package is built in layers; imports run downward only (import-linter contrac
 pyproject.toml, checked by CI and tests/test_architecture.py; docs/architecture.md explains):
 
     cli | api | keras          the faces: the `visionflow` command, the Python API, the Keras face
-    serving                    HTTP serving of exported versions (never imports train or data)
-    infer | transfer           predictions and labels for new inputs | retraining a pretrained network
+    serving | inspection       HTTP serving of exported versions (never imports train or data) |
+                               looking inside model directories (`visionflow inspect`)
+    infer | transfer | lm      predictions and labels for new inputs | retraining a pretrained network |
+                               the LSTM language model
     export                     exported versions: signature, serving graph, ONNX, verification
     engine                     training: config, recipes, the loop, callbacks, checkpoints, evaluation
     data | models              datasets and the input pipeline | the network registry and families
-    formats | preprocessing    IDX, TFRecord, Example, images, safe pickles | the model's input contract
+    formats | preprocessing | ops   IDX, TFRecord, Example, images, safe pickles | the model's input
+                               contract | custom operations with hand-written gradients
     core                       atomic files, cache paths, devices and precision, progress, typed config
     errors                     the exceptions every layer raises
 

@@ -1,7 +1,7 @@
 """The `visionflow` command: one parser assembled from the command modules, and the one place
 that turns errors into exit codes.
 
-Every command module (train, evaluate, predict, board, serve, data, lm) adds its sub-commands with
+Every command module (train, evaluate, predict, board, serve, data, lm, inspect) adds its sub-commands with
 `add_commands(sub)`, each bound to the function that runs it.  Building the parser imports
 neither torch nor numpy — a command imports what it needs when it runs — so `visionflow --help`
 and `visionflow CMD --help` answer at once.  A new command lands in one of these modules (or a
@@ -15,10 +15,10 @@ import sys
 from typing import Sequence
 
 from ..errors import VisionflowError
-from . import board, data, evaluate, lm, predict, serve, train
+from . import board, data, evaluate, inspect, lm, predict, serve, train
 from .common import Parser
 
-COMMAND_MODULES = (train, evaluate, predict, board, serve, data, lm)
+COMMAND_MODULES = (train, evaluate, predict, board, serve, data, lm, inspect)
 
 
 def build_parser() -> argparse.ArgumentParser:

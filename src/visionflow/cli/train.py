@@ -86,6 +86,12 @@ def train_args(p: argparse.ArgumentParser) -> None:
                                "--batch-size is the global batch")
     parallel.add_argument("--sync-bn", action="store_true", default=S,
                           help="synchronise BatchNorm statistics across processes [default: each process's own]")
+    look = p.add_argument_group("looking inside (TensorBoard, every --log-every steps)")
+    look.add_argument("--summarize-activations", default=S, metavar="PATTERN[,PATTERN]",
+                      help="histograms and zero fraction of these layers' outputs (globs of module paths, as "
+                           "`visionflow inspect variables` names them: conv1, 'groups.*.conv2')")
+    look.add_argument("--summarize-gradients", action="store_true", default=S,
+                      help="each parameter's gradient L2 norm")
     augment_args(p, d)
 
 

@@ -47,7 +47,9 @@ class TrainConfig:
     again at 75% of the run (He et al.'s CIFAR schedule), after any warmup; "plateau" keeps lr
     until a validation loss fails to improve, then multiplies it by `plateau_factor` (the PTB
     language model's /4; engine/plateau.py).  `clip_norm` rescales the gradient whenever its
-    global L2 norm exceeds it (none when None).  `ema_decay` keeps
+    global L2 norm exceeds it (none when None).  `summarize_activations` (globs of module paths)
+    and `summarize_gradients` put intermediate outputs and per-parameter gradient norms in
+    TensorBoard every `log_every` steps (engine/monitor.py).  `ema_decay` keeps
     an exponential moving average of the weights (TF's ExponentialMovingAverage with
     num_updates = global step, so the decay is min(ema_decay, (1 + step) / (10 + step))) that
     evaluation, checkpoints' weights and export use.  `lookahead_every` > 0 enables airbench's
@@ -106,6 +108,8 @@ class TrainConfig:
     loss: str = "cross_entropy"
     clip_norm: Optional[float] = None
     plateau_factor: float = 0.25
+    summarize_activations: str = ""
+    summarize_gradients: bool = False
 
     def validate(self, flags: bool = True) -> "TrainConfig":
         """Raise InputError for the first setting out of range, named as a command-line flag

@@ -166,6 +166,11 @@ class Trainer:
                 "summaries": TensorBoardLogger, "checkpoints": lambda: Checkpointer(config.checkpoint_every),
                 "validation": Validator}
         self.builtin_callbacks = [cb for cb in (made[name]() for name in BUILTINS if name in builtins) if cb is not None]
+        if (config.summarize_activations or config.summarize_gradients) and "summaries" in builtins:
+            from .monitor import TrainingMonitor
+
+            self.builtin_callbacks.append(TrainingMonitor(config.summarize_activations, config.summarize_gradients,
+                                                          self.model))
         self.set_callbacks(callbacks)
         self._window = _LossWindow(config.log_every, device, self.world.active)
         self._step_fn = self._make_step()

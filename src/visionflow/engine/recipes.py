@@ -18,7 +18,7 @@ from .modeldir import ModelDir
 
 #: Settings that may change when a run is continued; any other flag must match the directory.
 CONTINUABLE = {"sync_bn", "steps", "epochs", "log_every", "checkpoint_every", "keep_checkpoints", "device", "data_dir",
-               "deterministic", "compile", "compile_mode"}
+               "deterministic", "compile", "compile_mode", "summarize_activations", "summarize_gradients"}
 #: A model with no recipe for a dataset trains with TrainConfig's defaults for this many epochs.
 DEFAULT_EPOCHS = 10
 
