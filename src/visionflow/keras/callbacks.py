@@ -418,13 +418,48 @@ class TerminateOnNaN(Callback):
 
 class TensorBoard(Callback):
     """Epoch scalars (train/ and validation/ runs, as the command line writes them: `loss`,
-    `accuracy`, …) and weight histograms every `histogram_freq` epochs, under `log_dir`."""
+    `accuracy`, …) and weight histograms every `histogram_freq` epochs, under `log_dir`.
+
+    visionflow's addition, `summarize_activations` ("conv*,dense": globs of module paths, as
+    `visionflow inspect variables` names them): histograms and zero fractions of those layers'
+    outputs on the first batch of every `histogram_freq`-th epoch (every epoch when 0), through
+    forward hooks removed at the epoch's end."""
 
     def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 0, write_graph: bool = True,
-                 update_freq: str | int = "epoch", **kwargs: Any) -> None:
+                 update_freq: str | int = "epoch", summarize_activations: str | None = None, **kwargs: Any) -> None:
         self.log_dir = Path(log_dir)
         self.histogram_freq, self.update_freq = histogram_freq, update_freq
         self.writers: dict[str, Any] = {}
+        self.patterns = [p.strip() for p in (summarize_activations or "").split(",") if p.strip()]
+        self.hooks: list[Any] = []
+        self.outputs: dict[str, Any] = {}
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Logs = None) -> None:
+        self.epoch = epoch
+        if self.patterns and self.model is not None and _writer_process() and (epoch + 1) % max(self.histogram_freq, 1) == 0:
+            from ..engine.monitor import matching_modules
+
+            for name, module in matching_modules(self.model, self.patterns, "summarize_activations"):
+                self.hooks.append(module.register_forward_hook(self._keep(name)))
+
+    def _keep(self, name: str) -> Any:
+        """A hook that keeps the layer's first output of the epoch and then removes itself (no
+        per-batch callback: Keras' per-batch logs cost a device sync each batch)."""
+        def hook(_module: Any, _inputs: Any, out: Any) -> None:
+            if name not in self.outputs:
+                self.outputs[name] = out.detach()
+        return hook
+
+    def _write_activations(self, epoch: int) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []
+        for name, out in self.outputs.items():
+            values = out.float()
+            self._writer("train").add_histogram(f"activations/{name}", values.cpu(), epoch)
+            self._writer("train").add_scalar(f"zero_fraction/{name}", float((values == 0).float().mean()), epoch)
+        self.outputs = {}
 
     def _writer(self, run: str) -> Any:
         if run not in self.writers:
@@ -436,6 +471,7 @@ class TensorBoard(Callback):
     def on_epoch_end(self, epoch: int, logs: Logs = None) -> None:
         if not _writer_process():
             return
+        self._write_activations(epoch)
         for key, value in (logs or {}).items():
             run, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             self._writer(run).add_scalar(f"epoch_{name}", value, epoch)
