@@ -31,6 +31,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "fashion-mnist": ("visionflow.data.mnist", "Fashion-MNIST (IDX files; downloaded, checksummed)"),
     "cifar10": ("visionflow.data.cifar", "CIFAR-10: TFRecord shards, binary or python batches, or their archive"),
     "cifar100": ("visionflow.data.cifar", "CIFAR-100, in the same forms"),
+    "svhn": ("visionflow.data.svhn", "SVHN house-number digits, 32×32 colour (MATLAB .mat files; downloaded, checksummed)"),
     "tfrecord": ("visionflow.data.shards", "any image TFRecord shards (--data-dir DIR, GLOB or FILE)"),
     "image-folder": ("visionflow.data.imagefolder", "a folder of same-sized images, one sub-folder per class"),
 }

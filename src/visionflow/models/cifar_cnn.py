@@ -72,7 +72,11 @@ RECIPE = {"epochs": 40, "batch_size": 128, "optimizer": "momentum", "momentum": 
           "augment": TUTORIAL_DISTORTIONS, "log_every": 100, "checkpoint_every": 1000}
 
 
-@register_model("cifar-cnn", recipes={"*": RECIPE})
+#: SVHN: the tutorial's distortions less the mirror flip (a mirrored digit is another symbol).
+SVHN_RECIPE = {**RECIPE, "augment": {**RECIPE["augment"], "flip": "none"}}
+
+
+@register_model("cifar-cnn", recipes={"*": RECIPE, "svhn": SVHN_RECIPE})
 class CifarCNN(nn.Module):
     """The CIFAR-10 tutorial's network; `input_shape` is (C, H, W) of the crops (3, 24, 24)."""
 

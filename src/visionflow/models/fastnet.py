@@ -136,7 +136,11 @@ def patch_whitening(images: torch.Tensor, kernel: int, eps: float = WHITEN_EPS,
     return eigenvalues.float(), filters.float().view(d, c, kernel, kernel)
 
 
-@register_model("fastnet", recipes={"*": RECIPE})
+#: SVHN: translation only (no flips in training or test-time views: a mirrored digit is another symbol).
+SVHN_RECIPE = {**RECIPE, "augment": {"pad": 2, "pad_mode": "reflect"}}
+
+
+@register_model("fastnet", recipes={"*": RECIPE, "svhn": SVHN_RECIPE})
 class FastNet(nn.Module):
     """airbench94's network for (C, H, W) inputs; `widths` of the three conv groups, each of
     `depth` convolutions (2, or 3 with a residual connection as in airbench96)."""
