@@ -147,3 +147,14 @@ def test_every_image_model_gives_per_example_gradients_and_variables(name, shape
     torch.testing.assert_close(norms_vmap(model, x, y), norms_loop(model, x, y), rtol=1e-3, atol=1e-5)
     found = model_variables(model)
     assert sum(v.count for v in found if v.kind == "parameter") == sum(p.numel() for p in model.parameters())
+
+
+def test_large_feature_maps_are_sampled_down_whole() -> None:
+    from visionflow.inspection.pictures import _tile
+
+    big = np.arange(112 * 112, dtype=np.float64).reshape(112, 112)
+    tile = _tile(big, 48)
+    assert tile.shape == (48, 48) and not np.isnan(tile).any()
+    assert tile[-1, -1] > 0.95 * big.max()  # the far corner is in the tile, not cropped away
+    small = _tile(np.eye(4), 48)
+    assert np.array_equal(small[:12, :12], np.ones((12, 12))) and small[12, 0] == 0

@@ -35,7 +35,13 @@ def _file_name(kind: str, layer: str) -> str:
 
 
 def _tile(a: np.ndarray, size: int) -> np.ndarray:
-    """(h, w[, 3]) floats → (size, size[, 3]) by pixel repetition (nearest), top-left aligned."""
+    """(h, w[, 3]) floats → (size, size[, 3]), top-left aligned: small maps enlarged by pixel
+    repetition, large ones (a 112×112 feature map) sampled down to the nearest pixels."""
+    if max(a.shape[0], a.shape[1]) > size:
+        scale = size / max(a.shape[0], a.shape[1])
+        rows = np.minimum((np.arange(max(1, round(a.shape[0] * scale))) / scale).astype(int), a.shape[0] - 1)
+        cols = np.minimum((np.arange(max(1, round(a.shape[1] * scale))) / scale).astype(int), a.shape[1] - 1)
+        a = a[rows][:, cols]
     f = max(1, size // max(a.shape[0], a.shape[1]))
     big = a.repeat(f, 0).repeat(f, 1)
     out = np.full((size, size) + a.shape[2:], np.nan, dtype=np.float64)
