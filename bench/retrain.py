@@ -41,6 +41,7 @@ from visionflow.data.tfrecord_images import export_image_folder  # noqa: E402
 from visionflow.models.backbones import get_backbone  # noqa: E402
 from visionflow.models.pretrained import load_pretrained  # noqa: E402
 from visionflow.transfer.retrain import retrain  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
 CATEGORIES = ("airplane", "automobile", "bird", "cat", "ship")
@@ -142,7 +143,7 @@ def main() -> None:
             "timm_loop": run_timm_loop(work / "photos", args.epochs, device),
         }
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    machine = {"device": str(device), "gpu": gpu, "cpu": _cpu_name(), "cores": torch.get_num_threads(), "python": platform.python_version(),
+    machine = {"device": str(device), "gpu": gpu, "cpu": cpu_model(), "cores": torch.get_num_threads(), "python": platform.python_version(),
                "torch": torch.__version__, "timm": timm.__version__, "images": args.per_category * len(CATEGORIES),
                "epochs": args.epochs}
     vf, loop = results["visionflow_cold"], results["timm_loop"]
@@ -153,16 +154,6 @@ def main() -> None:
           f"warm cache: {loop['seconds'] / results['visionflow_warm']['seconds']:.1f}x")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ labels.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from ..errors import InputError
 from ..formats.safe_pickle import load_plain
 from .base import Dataset, EncodedSplits, Split, hold_out
 from .catalog import DataRequest, DatasetReader, register_reader
-from .download import check_md5, download_checked, extract_archive
+from .download import check_md5, download_checked, extract_archive, md5_problem
 from .shards import SHARD_PATTERN, load_tfrecord_dataset, read_labels_file, shard_records
 
 PIXELS = 32 * 32 * 3
@@ -222,12 +221,7 @@ def _locate_cached(spec: CifarSpec, cache: Path, mirrors: Sequence[str], downloa
         if not download:
             raise InputError(f"{spec.name}: not in {cache} and downloads are off; pass --data-dir DIR with the "
                              f"{spec.title} files")
-
-        def problem(data: bytes, url: str) -> str | None:
-            digest = hashlib.md5(data).hexdigest()
-            return None if digest == archive.md5 else f"checksum mismatch (md5 {digest}, expected {archive.md5})"
-
-        download_checked(archive.name, mirrors, target, problem)
+        download_checked(archive.name, mirrors, target, md5_problem(archive.md5))
     return _locate(spec, cache, cache)
 
 

@@ -48,6 +48,14 @@ def download_checked(file_name: str, mirrors: Sequence[str], target: Path,
                      f"put the file in {target.parent} or pass --data-dir DIR")
 
 
+def md5_problem(expected: str) -> Callable[[bytes, str], str | None]:
+    """A `download_checked` check: None for a copy whose MD5 is the published `expected`."""
+    def problem(data: bytes, url: str) -> str | None:
+        digest = hashlib.md5(data).hexdigest()
+        return None if digest == expected else f"checksum mismatch (md5 {digest}, published {expected})"
+    return problem
+
+
 def fetch_url(url: str) -> bytes:
     """The body at `url` (http, https or file), with visionflow's User-Agent."""
     request = urllib.request.Request(url, headers={"User-Agent": "visionflow"})

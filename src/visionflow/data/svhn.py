@@ -15,7 +15,6 @@ MAX_ELEMENTS, so a crafted header cannot ask for an arbitrary allocation.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from ..core.cache import default_cache_dir
 from ..errors import InputError
 from .base import Dataset, Split, hold_out
 from .catalog import DataRequest, DatasetReader, register_reader
-from .download import download_checked
+from .download import download_checked, md5_problem
 
 CLASS_NAMES = tuple(str(i) for i in range(10))
 MIRRORS = ("http://ufldl.stanford.edu/housenumbers/",)
@@ -79,12 +78,7 @@ def _directory(request: DataRequest) -> Path:
             continue
         if not request.download:
             raise InputError(f"svhn: {name} is not in {directory} and downloads are off; pass --data-dir DIR")
-
-        def problem(data: bytes, url: str, md5: str = md5) -> str | None:
-            digest = hashlib.md5(data).hexdigest()
-            return None if digest == md5 else f"checksum mismatch (md5 {digest}, published {md5})"
-
-        download_checked(name, request.mirrors or MIRRORS, directory / name, problem)
+        download_checked(name, request.mirrors or MIRRORS, directory / name, md5_problem(md5))
     return directory
 
 

@@ -63,7 +63,7 @@ class Vocabulary:
         for i, token in enumerate(tokens):
             found = ids.get(token, unk)
             if found is None:
-                raise InputError(f"{source}: {_shown(token)} is not in the model's vocabulary "
+                raise InputError(f"{source}: {token!r} is not in the model's vocabulary "
                                  f"({len(self.tokens):,} {self.level} tokens)")
             out[i] = found
         return out
@@ -186,9 +186,6 @@ def read_corpus(path: str | Path, level: str = "word", fractions: tuple[float, f
     return TextCorpus(name, vocab, *(vocab.encode(tokens[s], f"{path} ({s})") for s in SPLITS))
 
 
-def _shown(token: str) -> str:
-    return repr(token) if len(token) == 1 and not token.isprintable() else f"{token!r}"
-
 
 @dataclass(frozen=True)
 class CorpusSource:
@@ -219,19 +216,10 @@ SOURCES = {
 def fetch_corpus(name: str, directory: Path, mirrors: Sequence[str] | None = None) -> Path:
     """The named corpus in `directory`, each missing file downloaded from the first mirror whose
     copy has the published MD5 (written atomically); returns what read_corpus takes."""
-    import hashlib
-
-    from .download import download_checked
+    from .download import download_checked, md5_problem
 
     source = SOURCES[name]
     for file_name, md5 in source.files.items():
-        target = directory / file_name
-        if target.exists():
-            continue
-
-        def problem(data: bytes, url: str, md5: str = md5) -> str | None:
-            digest = hashlib.md5(data).hexdigest()
-            return None if digest == md5 else f"checksum mismatch (md5 {digest}, published {md5})"
-
-        download_checked(file_name, mirrors or source.mirrors, target, problem)
+        if not (directory / file_name).exists():
+            download_checked(file_name, mirrors or source.mirrors, directory / file_name, md5_problem(md5))
     return source.path(directory)

@@ -72,22 +72,28 @@ def load_model(model_dir: ModelDir, device: torch.device, step: int | None = Non
                model: nn.Module | None = None) -> tuple[RunConfig, nn.Module, int]:
     """Rebuild the model of `model_dir` and load checkpoint `step` (default: the latest)."""
     run = model_dir.load_config()
-    ckpt = load_checkpoint(model_dir.checkpoints, step, with_state=False)
-    if ckpt is None:
-        raise InputError(f"{model_dir.location}: no checkpoint yet (train first)")
     if model is None:
         if run.model.name.startswith("custom:"):
             raise InputError(f"{model_dir.location}: holds a custom model ({run.model.name[7:]}); "
                              "load it through the Python API with the same module")
         model = build_model(run.model)
+    at = load_weights(model_dir, model, run.model.name, step)
+    model.to(device=device, memory_format=torch.channels_last).eval()
+    return run, model, at
+
+
+def load_weights(model_dir: ModelDir, model: nn.Module, name: str, step: int | None = None) -> int:
+    """Load checkpoint `step` (default: the latest) of `model_dir` into `model` (named `name` in
+    errors); returns the checkpoint's global step."""
+    ckpt = load_checkpoint(model_dir.checkpoints, step, with_state=False)
+    if ckpt is None:
+        raise InputError(f"{model_dir.location}: no checkpoint yet (train first)")
     try:
         model.load_state_dict(ckpt.weights)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
-        raise InputError(f"{model_dir.checkpoints}: checkpoint {ckpt.step} does not fit model "
-                         f"{run.model.name!r} ({first})") from None
-    model.to(device=device, memory_format=torch.channels_last).eval()
-    return run, model, ckpt.step
+        raise InputError(f"{model_dir.checkpoints}: checkpoint {ckpt.step} does not fit model {name!r} ({first})") from None
+    return ckpt.step
 
 
 def record_evaluation(model_dir: ModelDir, result: EvalResult, data: Split | None = None) -> None:

@@ -169,8 +169,9 @@ class Trainer:
         if (config.summarize_activations or config.summarize_gradients) and "summaries" in builtins:
             from .monitor import TrainingMonitor
 
+            logger = next(cb for cb in self.builtin_callbacks if isinstance(cb, TensorBoardLogger))
             self.builtin_callbacks.append(TrainingMonitor(config.summarize_activations, config.summarize_gradients,
-                                                          self.model))
+                                                          self.model, logger))
         self.set_callbacks(callbacks)
         self._window = _LossWindow(config.log_every, device, self.world.active)
         self._step_fn = self._make_step()

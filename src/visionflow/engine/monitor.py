@@ -32,14 +32,15 @@ def matching_modules(model: torch.nn.Module, patterns: list[str], flag: str = "-
 
 
 class TrainingMonitor(Callback):
-    def __init__(self, activations: str, gradients: bool, model: torch.nn.Module) -> None:
-        """The layers are matched now, so a pattern that matches nothing fails before training starts."""
+    def __init__(self, activations: str, gradients: bool, model: torch.nn.Module, logger: Any) -> None:
+        """The layers are matched now, so a pattern that matches nothing fails before training
+        starts; summaries go through `logger`'s writer (the run's TensorBoardLogger)."""
         patterns = [p.strip() for p in activations.split(",") if p.strip()]
         self.modules = matching_modules(model, patterns) if patterns else []
         self.gradients = gradients
+        self.logger = logger
         self.hooks: list[Any] = []
         self.outputs: dict[str, torch.Tensor] = {}
-        self.writer = None
 
     def _due(self, step: int) -> bool:
         """Summarised with the log lines: every `log_every` steps and the run's last step."""
@@ -56,7 +57,7 @@ class TrainingMonitor(Callback):
         self.hooks = []
         if not self._due(step):
             return
-        writer = self._writer()
+        writer = self.logger.summary_writer()
         for name, out in self.outputs.items():
             values = out.float()
             writer.add_histogram(f"activations/{name}", values.cpu(), step)
@@ -66,19 +67,8 @@ class TrainingMonitor(Callback):
             for name, p in self.trainer.model.named_parameters():
                 if p.grad is not None:
                     writer.add_scalar(f"gradient_norm/{name}", float(p.grad.detach().float().norm()), step)
-        writer.flush()
-
-    def _writer(self):
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.trainer.model_dir.path / "train"))
-        return self.writer
 
     def teardown(self) -> None:
         for hook in self.hooks:
             hook.remove()
         self.hooks = []
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None

@@ -12,7 +12,7 @@ from ..core.fsio import atomic_write_bytes
 from .metrics import EvalResult
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +21,7 @@ def _pyplot():
     return plt
 
 
-def _save_png(plt, fig, path: Path, tight: bool = True) -> bytes:
+def save_png(plt, fig, path: Path, tight: bool = True) -> bytes:
     """Lay out (unless placed by hand), render to PNG in memory, write atomically, free the figure;
     returns the PNG."""
     if tight:
@@ -42,7 +42,7 @@ def save_confusion_png(result: EvalResult, path: Path) -> bytes:
     """
     from matplotlib.colors import PowerNorm
 
-    plt = _pyplot()
+    plt = pyplot()
     matrix = result.confusion
     k = len(result.class_names)
     rows = matrix.sum(axis=1, keepdims=True)
@@ -68,48 +68,56 @@ def save_confusion_png(result: EvalResult, path: Path) -> bytes:
                     dark = shares[i, j] > (0.5 if i == j else 0.35 * max(float(off.max() or 0), 0.05))
                     ax.text(j, i, f"{matrix[i, j]:,}", ha="center", va="center", fontsize=7 if k > 10 else 8,
                             color="white" if dark else "black")
-    return _save_png(plt, fig, path)
+    return save_png(plt, fig, path)
 
 
 def save_mistakes_grid(images: np.ndarray, labels: np.ndarray, result: EvalResult, path: Path,
                        limit: int = 48) -> bool:
     """The first `limit` misclassified examples, each captioned "true → predicted" and the
-    model's confidence in its (wrong) answer; False (nothing written) if there are none.
-
-    The tiles are laid into one mosaic image drawn on one axes: a grid of 48 sub-axes took
-    ~2 s of layout per evaluation, this takes ~0.2 s.
-    """
+    model's confidence in its (wrong) answer; False (nothing written) if there are none."""
     if result.predicted is None:
         return False
     every = np.flatnonzero(result.predicted != labels)
     wrong = every[:limit]
     if len(wrong) == 0:
         return False
-    cols = min(8, len(wrong))
-    rows = -(-len(wrong) // cols)
-    tiles = _upscaled(images[wrong])  # (n, t, t, 3) uint8, t ≥ 48
+    names = [textwrap.shorten(n, 12, placeholder="…") for n in result.class_names]
+    captions = []
+    for i in wrong:
+        line = f"{names[labels[i]]} → {names[result.predicted[i]]}"
+        if result.probabilities is not None:
+            line += f"\n{result.probabilities[i, result.predicted[i]]:.0%} sure"
+        captions.append(line)
+    shown = f"showing {len(wrong)} of {len(every):,}" if len(every) > len(wrong) else f"all {len(every):,}"
+    save_captioned_grid(images[wrong], captions, path, f"{result.split} mistakes at step {result.global_step}: "
+                        f"{shown} of {result.count:,} images (true → predicted)")
+    return True
+
+
+def save_captioned_grid(images: np.ndarray, captions: list[str], path: Path, title: str) -> None:
+    """(n, h, w, c) uint8 images in rows of 8, each with a caption of up to two lines under it.
+
+    The tiles are laid into one mosaic image drawn on one axes: a grid of 48 sub-axes took
+    ~2 s of layout per evaluation, this takes ~0.2 s.
+    """
+    cols = min(8, len(images))
+    rows = -(-len(images) // cols)
+    tiles = _upscaled(images)  # (n, t, t, 3) uint8, t ≥ 48
     t = tiles.shape[1]
     gap, caption = t // 8, t // 2  # pixels between tiles, and below each for its two caption lines
     cell_w, cell_h = t + gap, t + caption
     mosaic = np.full((rows * cell_h, cols * cell_w - gap, 3), 255, np.uint8)
-    names = [textwrap.shorten(n, 12, placeholder="…") for n in result.class_names]
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure(figsize=(1.7 * cols, 1.7 * rows * cell_h / cell_w + 0.5))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.5 / fig.get_figheight()))
-    for n, i in enumerate(wrong):
+    for n, line in enumerate(captions):
         top, left = (n // cols) * cell_h, (n % cols) * cell_w
         mosaic[top : top + t, left : left + t] = tiles[n]
-        line = f"{names[labels[i]]} → {names[result.predicted[i]]}"
-        if result.probabilities is not None:
-            line += f"\n{result.probabilities[i, result.predicted[i]]:.0%} sure"
         ax.text(left + t / 2, top + t + caption * 0.08, line, ha="center", va="top", fontsize=6.5, linespacing=1.1)
     ax.imshow(mosaic, interpolation="nearest")
     ax.axis("off")
-    shown = f"showing {len(wrong)} of {len(every):,}" if len(every) > len(wrong) else f"all {len(every):,}"
-    fig.suptitle(f"{result.split} mistakes at step {result.global_step}: {shown} of {result.count:,} images "
-                 "(true → predicted)", fontsize=9)
-    _save_png(plt, fig, path, tight=False)
-    return True
+    fig.suptitle(title, fontsize=9)
+    save_png(plt, fig, path, tight=False)
 
 
 def _upscaled(images: np.ndarray, at_least: int = 48) -> np.ndarray:
@@ -150,7 +158,7 @@ def save_training_curves(model_dir: Path, path: Path, test: EvalResult | None = 
     train_loss = scalars(train_dir, "loss")
     if not train_loss[0]:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, tag in zip(axes, ("loss", "accuracy")):
         for label, directory in (("train", train_dir), ("validation", model_dir / "eval_validation")):
@@ -171,5 +179,5 @@ def save_training_curves(model_dir: Path, path: Path, test: EvalResult | None = 
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
     axes[0].set_yscale("log")
     axes[1].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:.0%}"))
-    _save_png(plt, fig, path)
+    save_png(plt, fig, path)
     return True

@@ -209,6 +209,10 @@ class TensorBoardLogger(Callback):
                 self.summaries.config(trainer.run)
         return self.summaries
 
+    def summary_writer(self) -> Any:
+        """The run's one SummaryWriter (train/), for other callbacks' summaries of this run."""
+        return self._writer().writer
+
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         self._writer().scalars(step, metrics)
 

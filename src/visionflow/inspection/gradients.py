@@ -22,7 +22,7 @@ from ..core.devices import resolve_device
 from ..engine.evaluation import load_model
 from ..engine.run_data import dataset_for_run
 from ..engine.modeldir import ModelDir
-from ..engine.plots import _pyplot, _save_png, _upscaled
+from ..engine.plots import save_captioned_grid
 from ..errors import InputError
 
 
@@ -112,28 +112,8 @@ def gradient_report(model_dir: str | Path, split: str = "test", limit: int = 100
     rows = [{"index": int(i), "label": names[labels[i]], "predicted": names[predicted[i]], "norm": float(norms[i])}
             for i in order]
     path = directory.path / f"gradients_{split}.png"
-    _grid(images[order], rows, path, f"{split}: the {len(order)} largest per-example gradient norms of {len(x):,} "
-                                     f"(step {at}; label → predicted)")
+    save_captioned_grid(images[order], [f"{r['label']} → {r['predicted']}\n|g| {r['norm']:.3g}" for r in rows], path,
+                        f"{split}: the {len(order)} largest per-example gradient norms of {len(x):,} "
+                        f"(step {at}; label → predicted)")
     directory.sync()
     return GradientReport(split, used, len(x), at, norms.numpy(), rows, path)
-
-
-def _grid(images: np.ndarray, rows: list[dict], path: Path, title: str) -> None:
-    tiles = _upscaled(images)
-    t = tiles.shape[1]
-    cols = min(8, len(rows))
-    n_rows = -(-len(rows) // cols)
-    gap, caption = t // 8, t // 2
-    mosaic = np.full((n_rows * (t + caption), cols * (t + gap) - gap, 3), 255, np.uint8)
-    plt = _pyplot()
-    fig = plt.figure(figsize=(1.7 * cols, 1.7 * n_rows * (t + caption) / (t + gap) + 0.5))
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.5 / fig.get_figheight()))
-    for n, row in enumerate(rows):
-        top, left = (n // cols) * (t + caption), (n % cols) * (t + gap)
-        mosaic[top:top + t, left:left + t] = tiles[n]
-        ax.text(left + t / 2, top + t + caption * 0.08, f"{row['label']} → {row['predicted']}\n|g| {row['norm']:.3g}",
-                ha="center", va="top", fontsize=6.5, linespacing=1.1)
-    ax.imshow(mosaic, interpolation="nearest")
-    ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    _save_png(plt, fig, path, tight=False)

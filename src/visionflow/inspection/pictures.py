@@ -19,7 +19,7 @@ from ..core.devices import resolve_device
 from ..engine.evaluation import load_model
 from ..engine.modeldir import ModelDir
 from ..engine.monitor import matching_modules
-from ..engine.plots import _pyplot, _save_png
+from ..engine.plots import pyplot, save_png
 from ..errors import InputError
 from ..infer.predict import read_inputs
 
@@ -68,7 +68,7 @@ def save_filters(model_dir: str | Path, layer: str | None = None, step: int | No
         name, conv = layer, found[layer]
     w = conv.weight.detach().float().cpu().numpy()[:MAX_KERNELS]  # (out, in, kh, kw)
     out_c, in_c = w.shape[:2]
-    plt = _pyplot()
+    plt = pyplot()
     size = max(16, 4 * max(w.shape[2:]))
     if in_c == 3:
         cols = min(8, out_c)
@@ -109,7 +109,7 @@ def save_filters(model_dir: str | Path, layer: str | None = None, step: int | No
     more = f", first {out_c} of {conv.weight.shape[0]}" if conv.weight.shape[0] > out_c else ""
     fig.suptitle(f"{run.model.name} {name}: {tuple(conv.weight.shape)} kernels{more}, step {at}", fontsize=9)
     path = directory.path / _file_name("filters", name)
-    _save_png(plt, fig, path, tight=False)
+    save_png(plt, fig, path, tight=False)
     directory.sync()
     return path
 
@@ -181,7 +181,7 @@ def save_activations(model_dir: str | Path, image: str, layers: Sequence[str] | 
     if not rows:
         raise InputError("--layer: the chosen layers produced no tensors")
     size = 48
-    plt = _pyplot()
+    plt = pyplot()
     cols = MAX_MAPS
     mosaic = np.full((len(rows) * (size + 14), cols * (size + 2)), np.nan)
     for r, (_, maps) in enumerate(rows):
@@ -197,6 +197,6 @@ def save_activations(model_dir: str | Path, image: str, layers: Sequence[str] | 
     ax.axis("off")
     fig.suptitle(f"{Path(image).name}: {', '.join(f'{label} {p:.0%}' for label, p in top[:3])} (step {at})", fontsize=9)
     path = directory.path / _file_name("activations", Path(image).stem)
-    _save_png(plt, fig, path, tight=False)
+    save_png(plt, fig, path, tight=False)
     directory.sync()
     return Activations(image, path, stats, top, at)

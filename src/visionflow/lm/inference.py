@@ -8,9 +8,8 @@ import torch
 
 from ..core.devices import resolve_device
 from ..data.text import read_corpus
-from ..engine.checkpoint import load_checkpoint
+from ..engine.evaluation import load_weights
 from ..engine.modeldir import ModelDir
-from ..errors import InputError
 from ..models import build_model
 from .config import LMRunConfig
 from .evaluation import LMResult, evaluate_lm, sample
@@ -21,16 +20,9 @@ def load_lm(model_dir: str | Path, device: torch.device) -> tuple[ModelDir, LMRu
     """(directory, run, model in eval mode on `device`, its global step) from the latest checkpoint."""
     directory = ModelDir(model_dir)
     run = LMRunConfig.load(directory.config_path)
-    ckpt = load_checkpoint(directory.checkpoints, with_state=False)
-    if ckpt is None:
-        raise InputError(f"{directory.location}: no checkpoint yet (train first)")
     model = build_model(run.model)
-    try:
-        model.load_state_dict(ckpt.weights)
-    except RuntimeError as e:
-        raise InputError(f"{directory.checkpoints}: checkpoint {ckpt.step} does not fit this model "
-                         f"({str(e).strip().splitlines()[0]})") from None
-    return directory, run, model.to(device).eval(), ckpt.step
+    step = load_weights(directory, model, run.model.name)
+    return directory, run, model.to(device).eval(), step
 
 
 def evaluate_model_dir(model_dir: str | Path, split: str = "valid", corpus: str | None = None,

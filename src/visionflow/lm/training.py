@@ -122,6 +122,7 @@ class LMEpochs(Callback):
     def __init__(self, valid: ValidationStreams, vocab: Vocabulary, directory: ModelDir, stream: TextIO) -> None:
         self.valid, self.vocab, self.directory, self.stream = valid, vocab, directory, stream
         self.writer = None
+        self.vocab_written = False  # checked once per fit, not every step
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """The network's graph in TensorBoard (a new run's): embedding → LSTM → decoder, traced."""
@@ -153,9 +154,12 @@ class LMEpochs(Callback):
             trainer.model.reset_state()
 
     def on_step_start(self, step: int) -> None:
+        if self.vocab_written:
+            return
         path = self.directory.path / VOCAB_FILE
         if self.trainer.world.is_main and not path.exists():  # with the run's first step: before any checkpoint
             atomic_write_text(path, self.vocab.to_json())
+        self.vocab_written = True
 
     def on_epoch_end(self, epoch: int, step: int, result: Any) -> None:
         trainer = self.trainer
