@@ -10,8 +10,13 @@ each the best of `--repeats` passes over the same records in one process:
   JPEG decode    PIL one by one, torchvision.io.decode_jpeg batched, TorchCodec decode_jpeg batched
   dataset        load_dataset("cifar10") on all 60,000 records: cold (decoding) and from the
                  decoded-array cache
+  CSV            (--csv) real MNIST written as "label,pixel0,...,pixel783" CSV (plain and gzip)
+                 and a tabular file of 20 float columns: visionflow's reader (pyarrow's streaming
+                 parser, checks, uint8 packing) against pandas.read_csv + the same conversion,
+                 with pandas' C engine and its pyarrow engine (pip install pandas)
 
     python bench/data_formats.py --records 10000
+    python bench/data_formats.py --csv --csv-rows 60000
 """
 
 from __future__ import annotations
@@ -69,7 +74,11 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10000, help="records of the test shard for the micro-benchmarks")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-dataset", action="store_true", help="skip the 60,000-record load")
+    parser.add_argument("--csv", action="store_true", help="only the CSV readers")
+    parser.add_argument("--csv-rows", type=int, default=60000, help="MNIST training images in the CSV file")
     args = parser.parse_args()
+    if args.csv:
+        return csv_readers(args.csv_rows, args.repeats)
     import torch
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -150,6 +159,50 @@ def main() -> None:
         total = len(ds.train) + len(ds.test)
         print(f"load_dataset cifar10 ({total:,} images): cold {cold:.2f} s ({total / cold:,.0f} images/s, "
               f"incl. writing the cache), cached {warm:.2f} s")
+
+
+def csv_readers(rows: int, repeats: int) -> None:
+    """Rows per second of visionflow's CSV reader and pandas' on the same files, same output."""
+    import pandas as pd
+    import pyarrow
+
+    from visionflow.formats.csv_table import CsvOptions, read_csv_columns, write_csv_columns
+    from visionflow.formats.idx import read_idx
+
+    mnist = ROOT.parent / "shared" / "data" / "mnist"
+    images = read_idx(mnist / "train-images-idx3-ubyte.gz")[:rows].reshape(-1, 784)
+    labels = read_idx(mnist / "train-labels-idx1-ubyte.gz")[:rows].astype(np.int64)
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(rows * 4, 20)).astype(np.float32)
+    from machine import describe
+
+    print(f"# {describe()}, Python {platform.python_version()}, pyarrow {pyarrow.__version__}, pandas {pd.__version__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {"mnist.csv": (labels, images, "pixel"), "mnist.csv.gz": (labels, images, "pixel"),
+                 "tabular.csv": (np.arange(len(table)) % 7, table, "feature")}
+        for name, (y, x, prefix) in files.items():
+            path = Path(tmp) / name
+            write_csv_columns(path, y, x, [f"{prefix}{j}" for j in range(x.shape[1])])
+            pixels = prefix == "pixel"
+            dtype = np.uint8 if pixels else np.float32
+
+            def ours() -> np.ndarray:
+                return read_csv_columns(path, CsvOptions(), pixels=pixels).features
+
+            def pandas(engine: str) -> np.ndarray:
+                frame = pd.read_csv(path, engine=engine)
+                return frame.iloc[:, 1:].to_numpy(dtype)
+
+            reference = pandas("c")
+            assert np.array_equal(ours(), reference), name
+            mb = path.stat().st_size / 1e6
+            t_ours = best(ours, repeats)
+            t_c = best(lambda: pandas("c"), repeats)
+            t_arrow = best(lambda: pandas("pyarrow"), repeats)
+            n = len(y)
+            print(f"{name:<13} {n:,} rows × {x.shape[1] + 1} columns, {mb:.0f} MB: visionflow {n / t_ours:,.0f} rows/s"
+                  f" ({t_ours:.2f} s) | pandas C {n / t_c:,.0f} rows/s ({t_c:.2f} s) → {t_c / t_ours:.2f}× | pandas "
+                  f"pyarrow engine {n / t_arrow:,.0f} rows/s ({t_arrow:.2f} s) → {t_arrow / t_ours:.2f}×")
 
 
 if __name__ == "__main__":

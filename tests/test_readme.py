@@ -108,11 +108,26 @@ def _stage_inputs(tmp: Path, monkeypatch) -> None:
     _small_cifar(tmp / "cifar10-small")  # a few hundred records of the real shards, for the cifar commands
     (tmp / "shakespeare.txt").write_bytes((SHARED / "data" / "tinyshakespeare" / "input.txt").read_bytes()[:60_000])
     _cifar_python_batches(tmp / "cifar-10-batches-py")
+    _sklearn_csv(tmp)
     labels = (CIFAR_DIR / "labels.txt").read_text().split()
     shards = sorted(CIFAR_DIR.glob("train-*.tfrecord"))[:1]
     export_image_folder(shards, tmp / "flower_photos", labels, ["ship", "automobile"], 12, size=64)
     shutil.copy(next((tmp / "flower_photos" / "ship").iterdir()), tmp / "rose.jpg")
     shutil.copy(next((tmp / "flower_photos" / "automobile").iterdir()), tmp / "grace_hopper.jpg")
+
+
+def _sklearn_csv(tmp: Path) -> None:
+    """iris.csv (class names in the last column) and diabetes.csv (a number to predict), from
+    the copies scikit-learn ships."""
+    from sklearn.datasets import load_diabetes, load_iris
+
+    iris, diabetes = load_iris(), load_diabetes()
+    rows = [",".join(["sepal_length", "sepal_width", "petal_length", "petal_width", "species"])]
+    rows += [",".join(map(str, x)) + f",{iris.target_names[t]}" for x, t in zip(iris.data, iris.target)]
+    (tmp / "iris.csv").write_text("\n".join(rows) + "\n")
+    rows = [",".join([*diabetes.feature_names, "progression"])]
+    rows += [",".join(f"{v:.6f}" for v in x) + f",{t:g}" for x, t in zip(diabetes.data, diabetes.target)]
+    (tmp / "diabetes.csv").write_text("\n".join(rows) + "\n")
 
 
 def _small_cifar(out: Path) -> None:

@@ -11,7 +11,7 @@ pyproject.toml, checked by CI and tests/test_architecture.py; docs/architecture.
     export                     exported versions: signature, serving graph, ONNX, verification
     engine                     training: config, recipes, the loop, callbacks, checkpoints, evaluation
     data | models              datasets and the input pipeline | the network registry and families
-    formats | preprocessing | ops   IDX, TFRecord, Example, images, safe pickles | the model's input
+    formats | preprocessing | ops   IDX, TFRecord, Example, CSV, images, safe pickles | the model's input
                                contract | custom operations with hand-written gradients
     core                       atomic files, cache paths, devices and precision, progress, typed config
     errors                     the exceptions every layer raises
@@ -36,6 +36,7 @@ _LAZY = {
     "Split": "visionflow.data.base",
     "dataset_from_arrays": "visionflow.data.base",
     "load_dataset": "visionflow.data.catalog",
+    "CsvOptions": "visionflow.formats.csv_table",
     "EvalResult": "visionflow.engine.metrics",
     "ModelSpec": "visionflow.models.spec",
     "build_model": "visionflow.models.registry",
@@ -52,7 +53,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "Callback", "Classifier", "Dataset", "DivergedError", "EvalResult", "InputError", "ModelSpec", "RunConfig",
+    "Callback", "Classifier", "CsvOptions", "Dataset", "DivergedError", "EvalResult", "InputError", "ModelSpec", "RunConfig",
     "Split", "TrainConfig", "Trainer", "VisionflowError", "__version__", "build_model", "dataset_from_arrays",
     "default_config", "evaluate", "export_model", "load_dataset", "model_names", "register_model", "train",
 ]

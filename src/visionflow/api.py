@@ -28,7 +28,7 @@ from torch import nn
 from .core.devices import resolve_device
 from .data.base import Dataset, dataset_from_arrays, hold_out
 from .data.batches import TensorBatches
-from .data.catalog import DATASETS, load_dataset
+from .data.catalog import DATASETS
 from .engine.config import TrainConfig
 from .engine.custom import Customizations
 from .engine.evaluation import evaluate, load_model
@@ -128,10 +128,22 @@ class Classifier:
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """`images`: (N,H,W[,C]) or (N,C,H,W), uint8 0–255 or float 0–1 → classes (N,) and
-        probabilities (N,K)."""
+        probabilities (N,K).  A model of tabular features takes (N, D) rows of raw feature values;
+        a regression answers {"values": (N,)} instead."""
         run, model, _ = self._loaded()
-        batch = pixel_batch(images, run.preprocessing)
-        x = run.preprocessing.normalize(torch.from_numpy(batch))
+        pre = run.preprocessing
+        if pre.dtype == "uint8":
+            batch = torch.from_numpy(pixel_batch(images, pre))
+        else:
+            rows = np.asarray(images, dtype=np.float32)
+            if rows.ndim != 2 or rows.shape[1] != pre.channels:
+                raise InputError(f"predict: expected (N, {pre.channels}) feature rows, got shape {rows.shape}")
+            batch = torch.from_numpy(rows.reshape(len(rows), 1, 1, pre.channels))
+        x = pre.normalize(batch)
+        if run.train.regression:
+            with torch.no_grad():
+                values = model(x.to(next(model.parameters()).device)).float()[:, 0].cpu().numpy()
+            return {"values": values}
         probabilities = predict_probabilities(model, x, run.train.precision, tta=run.preprocessing.tta).cpu().numpy()
         return {"classes": probabilities.argmax(axis=1), "probabilities": probabilities}
 
@@ -167,4 +179,7 @@ class Classifier:
                 return self._last_data
             raise InputError(f"{self.model_dir.location}: trained on in-memory data ({name!r}), which cannot be loaded "
                              "by name: pass it, e.g. evaluate((images, labels))")
-        return load_dataset(name, self.config.data_dir, self.config.validation_size)
+        from .data.catalog import load
+        from .engine.run_data import request_for
+
+        return load(name, request_for(self.config))

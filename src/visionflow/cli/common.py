@@ -52,6 +52,61 @@ def loop_args(p: Any, epochs_help: str, defaults: dict[str, str] | None = None) 
     p.add_argument("--lr", type=float, default=S, help=f"peak learning rate {d.get('lr', '')}".strip())
 
 
+#: Flags (dests) that set `CsvOptions` fields; `gather_csv_flags` makes them one partial "csv" override.
+CSV_FLAGS = ("label_column", "header", "delimiter", "column_defaults", "image_shape", "regression")
+
+
+def csv_args(p: Any, default: Any = S) -> None:
+    """How `--dataset csv` files are read (decode_csv's choices; formats/csv_table.py)."""
+    group = p.add_argument_group("CSV files (--dataset csv)")
+    group.add_argument("--label-column", default=default, metavar="NAME|INDEX",
+                       help="the label's column (negative indexes count from the end) [default: the column named "
+                            "label, else the first]")
+    group.add_argument("--no-header", dest="header", action="store_const", const=False, default=default,
+                       help="the first line is a record [default: a header when one of its fields is not a number]")
+    group.add_argument("--header", dest="header", action="store_const", const=True, default=default,
+                       help="the first line is a header, even when it is all numbers")
+    group.add_argument("--delimiter", default=default, type=_delimiter, help="the field separator [default ,]")
+    group.add_argument("--column-defaults", default=default, metavar="DEFAULTS",
+                       help="values for empty fields (record_defaults): one for all columns, one per column "
+                            "(empty: required), or NAME=VALUE pairs [default: every column required]")
+    group.add_argument("--image-shape", default=default, type=_image_shape, metavar="H,W[,C]|auto|none",
+                       help="pixel columns as row-major H×W×C images; auto: square greyscale when the columns look "
+                            "like pixels; none: tabular features [default auto]")
+    group.add_argument("--regression", action="store_const", const=True, default=default,
+                       help="the label column holds numbers to predict: a regressor with one output, trained on "
+                            "mean squared error, reported as RMSE, MAE and R² [default: classes]")
+
+
+def _image_shape(text: str) -> Any:
+    from ..formats.csv_table import parse_image_shape
+
+    try:
+        return parse_image_shape(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _delimiter(text: str) -> str:
+    return {"\\t": "\t", "tab": "\t", "space": " "}.get(text, text)
+
+
+def gather_csv_flags(flags: dict) -> dict:
+    """Move the `CSV_FLAGS` entries of parsed flags into one partial "csv" dict."""
+    partial = {k: flags.pop(k) for k in CSV_FLAGS if k in flags}
+    if partial:
+        flags["csv"] = partial
+    return flags
+
+
+def csv_options(args: argparse.Namespace) -> Any:
+    """The `CsvOptions` of a command whose CSV flags default to None."""
+    from ..formats.csv_table import CsvOptions
+
+    given = {k: getattr(args, k) for k in CSV_FLAGS if getattr(args, k, None) is not None}
+    return CsvOptions(**given)
+
+
 def top_k_args(p: argparse.ArgumentParser, what: str) -> None:
     """The flags label-image and classify-image share: how many `what` per image, device, output, images."""
     p.add_argument("--top-k", type=int, default=5, help=f"{what} per image")

@@ -38,8 +38,10 @@ def print_eval(result: Any, as_json: bool, model_dir: str) -> None:
     if as_json:
         print(json.dumps(result.to_dict()), flush=True)
         return
-    print(f"{result.split}: accuracy {result.accuracy:.2%}  loss {result.loss:.4f}  global step {result.global_step}  "
+    print(f"{result.split}: {result.headline()}  loss {result.loss:.4f}  global step {result.global_step}  "
           f"({result.count} examples)")
+    if result.regression is not None:
+        return
     width = max(len(n) for n in result.class_names)
     print(f"  {'class':<{width}}  precision  recall")
     for name, p, r in zip(result.class_names, result.precision, result.recall):

@@ -45,6 +45,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     model_dir = ModelDir(args.model_dir)
     run = model_dir.load_config()
+    problem = run.not_an_image_classifier()
+    if problem:
+        from ..errors import InputError
+
+        raise InputError(f"{model_dir.location}: this model {problem}; `predict` takes images "
+                         "(use it from Python: Classifier(model_dir).predict)")
     batch, sources = read_inputs(args.inputs, run.preprocessing)  # bad inputs fail before the model loads
     run, model, _ = load_model(model_dir, resolve_device(args.device))
     x = run.preprocessing.normalize(torch.from_numpy(batch))

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..data.augment import FLIPS, PAD_MODES, STANDARDIZATIONS, TTA_LEVELS
 from ..errors import InputError
-from .common import S, backbone_help, loop_args
+from .common import S, backbone_help, csv_args, gather_csv_flags, loop_args
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -93,6 +93,7 @@ def train_args(p: argparse.ArgumentParser) -> None:
     look.add_argument("--summarize-gradients", action="store_true", default=S,
                       help="each parameter's gradient L2 norm")
     augment_args(p, d)
+    csv_args(p)
 
 
 def _defaults() -> dict[str, str]:
@@ -171,9 +172,9 @@ def gather_augment_flags(flags: dict) -> dict:
 
 def config_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The `TrainConfig` overrides the user gave to `visionflow train` (augment flags gathered)."""
-    return gather_augment_flags({k: v for k, v in vars(args).items()
-                                 if k not in ("command", "run", "model_dir", "log_device_placement", "json",
-                                              "print_config", "nproc_per_node")})
+    return gather_csv_flags(gather_augment_flags({k: v for k, v in vars(args).items()
+                                                  if k not in ("command", "run", "model_dir", "log_device_placement",
+                                                               "json", "print_config", "nproc_per_node")}))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -205,7 +206,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"trained {result.steps_run} steps in {result.seconds:.1f} s ({result.examples_per_sec:,.0f} examples/s)")
     if test is not None:
-        print(f"test accuracy {test.accuracy:.2%}  loss {test.loss:.4f}  global step {test.global_step}  "
+        print(f"test {test.headline()}  loss {test.loss:.4f}  global step {test.global_step}  "
               f"({test.count} examples) — model dir {model_dir}")
     return 0
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence
 from ..errors import InputError
 
 if TYPE_CHECKING:
+    from ..formats.csv_table import CsvOptions
     from ..preprocessing import Preprocessing
     from .base import Dataset, EncodedSplits
 
@@ -34,6 +35,8 @@ DATASETS: dict[str, tuple[str, str]] = {
     "svhn": ("visionflow.data.svhn", "SVHN house-number digits, 32×32 colour (MATLAB .mat files; downloaded, checksummed)"),
     "tfrecord": ("visionflow.data.shards", "any image TFRecord shards (--data-dir DIR, GLOB or FILE)"),
     "image-folder": ("visionflow.data.imagefolder", "a folder of same-sized images, one sub-folder per class"),
+    "csv": ("visionflow.data.csvfiles", "CSV files: pixel columns (label,pixel0,...) or tabular numeric features "
+                                        "(--data-dir FILE, DIR, GLOB or URL; .csv or .csv.gz)"),
 }
 
 
@@ -43,7 +46,7 @@ class DataRequest:
 
     `validation_percentage` / `testing_percentage` split image folders; `fit` decodes an image
     folder at a trained model's input size, and `splits` limits decoding to those splits (the
-    others come back empty).  `cache_dir`, `mirrors` and `download` steer downloads.
+    others come back empty).  `csv` says how CSV files are read.  `cache_dir`, `mirrors` and `download` steer downloads.
     """
 
     data_dir: Optional[str] = None
@@ -55,6 +58,7 @@ class DataRequest:
     download: bool = True
     fit: Optional["Preprocessing"] = None
     splits: tuple[str, ...] = ("train", "validation", "test")
+    csv: Optional["CsvOptions"] = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ def load_dataset(
     cache_dir: str | os.PathLike | None = None,
     mirrors: Sequence[str] | None = None,
     download: bool = True,
+    csv: Optional["CsvOptions"] = None,
 ) -> "Dataset":
     """Load a named dataset and split it into train / validation / test.
 
@@ -130,11 +135,12 @@ def load_dataset(
     MNIST and CIFAR families, 179 of the 1,438 `digits` when None), as the tutorials'
     `read_data_sets` does; TFRecord shards with a validation split, and image folders (split by
     file-name hash), bring their own.  Missing IDX and CIFAR files are downloaded into the cache.
+    `csv` says how `"csv"` files are read (label column, header, defaults, image shape, regression).
     """
     return load(name, DataRequest(
         data_dir=os.fspath(data_dir) if data_dir is not None else None, validation_size=validation_size,
         cache_dir=os.fspath(cache_dir) if cache_dir is not None else None,
-        mirrors=tuple(mirrors) if mirrors else None, download=download))
+        mirrors=tuple(mirrors) if mirrors else None, download=download, csv=csv))
 
 
 def encoded_splits(name: str, request: DataRequest) -> Optional["EncodedSplits"]:

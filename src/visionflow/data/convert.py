@@ -1,4 +1,5 @@
-"""`visionflow convert`: write any dataset visionflow reads as TFRecord shards of image Examples.
+"""`visionflow convert`: write any dataset visionflow reads as TFRecord shards of image Examples
+(or as CSV files).
 
 The output directory gets, per split, `SPLIT-0000K-of-0000N.tfrecord` files of `tf.train.Example`s
 in the common image layout (`image/encoded`, `image/format`, `image/height`, `image/width`,
@@ -10,6 +11,10 @@ binary/python batches) become PNG, which is lossless; image-folder JPEGs and PNG
 byte for byte (other formats become PNG); records of TFRecord shards are copied unchanged.
 Records are shuffled by a seeded permutation before they are cut into shards, so every shard
 holds a fair sample of the classes, and each shard is written atomically.
+
+`fmt="csv"` writes `SPLIT.csv` (or `.csv.gz`) per split instead, in the layout `--dataset csv`
+reads back: a header, the label, then one column per pixel in row-major (H, W, C) order
+(`pixel0…`) — the MNIST CSV exports' layout — or per feature of a tabular dataset (`feature0…`).
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ import numpy as np
 
 from ..core.fsio import atomic_write_text
 from ..errors import InputError
+from ..formats.csv_table import CsvOptions, write_csv_columns
 from ..formats.imagecodec import encode_png
 from ..formats.tfexample import image_example
 from ..formats.tfrecord import write_records
-from .base import SPLITS, EncodedSplits, RecordMaker
+from .base import SPLITS, Dataset, EncodedSplits, RecordMaker
 from .catalog import DataRequest, encoded_splits, load
 from .shards import SHARD_PATTERN
 
@@ -44,17 +50,26 @@ class ConvertResult:
 
 def convert(dataset: str, output: str | os.PathLike, shards: int = 1, data_dir: str | os.PathLike | None = None,
             seed: int = 0, validation_size: int | None = None, validation_percentage: float | None = None,
-            testing_percentage: float | None = None, download: bool = True) -> ConvertResult:
-    """Write `dataset` (a name of the catalog) into `output` as TFRecord shards.
+            testing_percentage: float | None = None, download: bool = True, fmt: str = "tfrecord",
+            csv: CsvOptions | None = None, compress: bool = False) -> ConvertResult:
+    """Write `dataset` (a name of the catalog) into `output` as TFRecord shards (or CSV files).
 
     The training split is cut into `shards` files and the other splits into proportionally
     many (at least one each; an empty split gets none).  `validation_size` holds examples out
     of train for datasets without a validation split of their own (default: none, so train and
-    test are the dataset's official splits); the percentages split an image folder.
+    test are the dataset's official splits); the percentages split an image folder.  `csv` says
+    how a CSV source is read; `compress` gzips CSV output.
     """
     if shards < 1:
         raise InputError(f"--shards must be at least 1, got {shards}")
-    source = _sources(dataset, data_dir, validation_size, validation_percentage, testing_percentage, download)
+    if fmt not in ("tfrecord", "csv"):
+        raise InputError(f"--format must be tfrecord or csv, got {fmt!r}")
+    request = DataRequest(data_dir=os.fspath(data_dir) if data_dir is not None else None,
+                          validation_size=validation_size or 0, validation_percentage=validation_percentage,
+                          testing_percentage=testing_percentage, download=download, csv=csv)
+    if fmt == "csv":
+        return _write_csv(load(dataset, request), Path(output), compress)
+    source = _sources(dataset, request)
     names, makers = source.class_names, source.makers
     out = Path(output)
     plan = _plan(makers, shards)
@@ -106,20 +121,44 @@ def _check_output(out: Path, planned: Sequence[Path]) -> None:
                          f"{', ...' if len(others) > 3 else ''}); write to an empty directory")
 
 
-def _sources(dataset: str, data_dir: str | os.PathLike | None, validation_size: int | None,
-             validation_percentage: float | None, testing_percentage: float | None, download: bool) -> EncodedSplits:
+def _sources(dataset: str, request: DataRequest) -> EncodedSplits:
     """The dataset to convert as records: the reader's own encoded records when its source has them,
     else its arrays encoded as PNG (official splits; `validation_size` examples held out, default none)."""
-    request = DataRequest(data_dir=os.fspath(data_dir) if data_dir is not None else None,
-                          validation_size=validation_size or 0, validation_percentage=validation_percentage,
-                          testing_percentage=testing_percentage, download=download)
     encoded = encoded_splits(dataset, request)
     if encoded is not None:
         return encoded
     data = load(dataset, request)
+    if data.train.images.dtype != np.uint8:
+        raise InputError(f"{request.data_dir}: tabular features are not images: TFRecord image records cannot hold "
+                         "them (convert --format csv writes them as CSV)")
     names = tuple(data.class_names)
     return EncodedSplits(names, {split: _array_makers(data.split(split).images, data.split(split).labels, names)
                                  for split in SPLITS})
+
+
+def _write_csv(data: Dataset, out: Path, compress: bool) -> ConvertResult:
+    """Each non-empty split as OUT/SPLIT.csv[.gz], and labels.txt."""
+    suffix = ".csv.gz" if compress else ".csv"
+    planned = {split: out / f"{split}{suffix}" for split in SPLITS if len(data.split(split))}
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    if out.is_dir():
+        others = sorted(p.name for p in out.iterdir() if p.name.endswith((".csv", ".csv.gz"))
+                        and p not in planned.values())
+        if others:
+            raise InputError(f"{out}: already holds other CSV files ({', '.join(others[:3])}); write to an empty "
+                             "directory")
+    result = ConvertResult(out, tuple(data.class_names))
+    pixels = data.train.images.dtype == np.uint8
+    for split, path in planned.items():
+        part = data.split(split)
+        features = part.images.reshape(len(part), -1)
+        names = [f"{'pixel' if pixels else 'feature'}{j}" for j in range(features.shape[1])]
+        write_csv_columns(path, part.labels, features, names)
+        result.records[split] = len(part)
+        result.shards[split] = [path]
+    atomic_write_text(out / "labels.txt", "".join(f"{name}\n" for name in data.class_names))
+    return result
 
 
 def _array_makers(images: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> list[RecordMaker]:

@@ -50,20 +50,26 @@ CACHE_VERSION = 1
 
 def find_shards(spec: str | os.PathLike) -> list[Path]:
     """The TFRecord files named by `spec`, sorted: a directory's shards, a glob's matches, or one file."""
+    return find_files(spec, SHARD_PATTERN, "TFRecord shards (*.tfrecord or NAME-00000-of-00010)")
+
+
+def find_files(spec: str | os.PathLike, pattern: re.Pattern, kind: str) -> list[Path]:
+    """The files `spec` names, sorted: a directory's files whose names match `pattern`, a glob's
+    matches, or one file; `kind` describes the wanted files in the error when there are none."""
     text = os.fspath(spec)
     path = Path(text)
     if path.is_dir():
-        shards = sorted(p for p in path.iterdir() if p.is_file() and SHARD_PATTERN.search(p.name))
-        if not shards:
-            raise InputError(f"{path}: no TFRecord shards (*.tfrecord or NAME-00000-of-00010) in this directory")
-        return shards
+        found = sorted(p for p in path.iterdir() if p.is_file() and pattern.search(p.name))
+        if not found:
+            raise InputError(f"{path}: no {kind} in this directory")
+        return found
     if path.is_file():
         return [path]
     if glob.has_magic(text):
-        shards = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
-        if not shards:
+        found = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+        if not found:
             raise InputError(f"{text}: no files match this pattern")
-        return shards
+        return found
     raise InputError(f"{path}: no such file or directory")
 
 

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from ..core.fsio import read_text
 from ..core.typed import from_dict
 from ..data.augment import RETRAIN_DISTORTIONS, Augment
+from ..formats.csv_table import CsvOptions
 from ..errors import InputError
 from ..models.spec import ModelSpec
 from ..preprocessing import Preprocessing
@@ -42,6 +43,7 @@ class TrainConfig:
 
     `augment` holds the input pipeline's distortions and the evaluation-time choices tied to
     them (central crop, standardization, test-time augmentation): see `data.augment.Augment`.
+    `csv` says how `--dataset csv` files are read (label column, header, defaults, image shape).
     Schedules: "linear" rises linearly from `lr_start_factor`·lr to lr over `warmup`, then falls
     linearly to `lr_end_factor`·lr (airbench's triangle); "step" divides lr by 10 at 50% and
     again at 75% of the run (He et al.'s CIFAR schedule), after any warmup; "plateau" keeps lr
@@ -60,7 +62,8 @@ class TrainConfig:
     `schedule_start` is the global step the current learning-rate cycle began at: 0 for a new
     run; raising the target of a run (more `steps` or `epochs`) starts a new cycle from the step
     it has reached, so the rate warms up and decays again over the added steps instead of jumping
-    back to the middle of a stretched schedule.  `loss` is "cross_entropy" or, for a loss function
+    back to the middle of a stretched schedule.  `loss` is "cross_entropy", "mse" (mean squared
+    error: the loss of regression targets, `csv.regression`, which sets it) or, for a loss function
     given through the Python API, "custom:NAME"; `optimizer` and `schedule` likewise.
 
     Under torchrun, `batch_size` is the global batch, split evenly over the processes, and the
@@ -86,6 +89,7 @@ class TrainConfig:
     warmup: float = 0.15
     label_smoothing: float = 0.0
     augment: Augment = field(default_factory=Augment)
+    csv: CsvOptions = field(default_factory=CsvOptions)
     lr_start_factor: float = 0.0
     lr_end_factor: float = 0.0
     ema_decay: Optional[float] = None
@@ -149,10 +153,23 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message.format_map(SettingNames(flags)))
+        if self.regression and self.loss == "cross_entropy":
+            return dataclasses.replace(self, loss="mse").validate(flags)
+        if self.loss == "mse" and not self.regression:
+            raise InputError("loss mse is for regression targets: " +
+                             ("--dataset csv --regression" if flags else "dataset='csv', csv=CsvOptions(regression=True)"))
+        if self.regression and self.loss != "mse" and not self.loss.startswith("custom:"):
+            raise InputError(f"regression targets take loss mse, not {self.loss}")
         problems = self.augment.problems(flags=flags)
         if problems:
             raise InputError(problems[0])
         return self
+
+
+    @property
+    def regression(self) -> bool:
+        """Whether the run predicts numbers (a CSV label column read as targets), not classes."""
+        return self.dataset == "csv" and self.csv.regression
 
 
 class SettingNames(dict):
@@ -178,6 +195,15 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def not_an_image_classifier(self) -> Optional[str]:
+        """Why export, serving and `predict` (which take images and answer with classes) cannot
+        use this run — a regression, or a model of tabular features — or None when they can."""
+        if self.train.regression:
+            return "predicts numbers (a CSV regression)"
+        if self.preprocessing.dtype != "uint8":
+            return "takes tabular features (CSV columns), not images"
+        return None
 
     @classmethod
     def from_json(cls, text: str, source: str = "config.json") -> "RunConfig":

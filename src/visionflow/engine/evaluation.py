@@ -24,7 +24,7 @@ from .checkpoint import latest_step, load_checkpoint, read_index
 from .config import RunConfig
 from .metrics import EvalResult
 from .modeldir import ModelDir
-from .plots import save_confusion_png, save_mistakes_grid
+from .plots import save_confusion_png, save_mistakes_grid, save_regression_png
 from .run_data import dataset_for_run
 from .summaries import write_eval_summary
 
@@ -54,6 +54,8 @@ def evaluate(model: nn.Module, batches: TensorBatches, class_names: Sequence[str
     if w.active:  # every rank ends with every example's logits, in the single-process order
         logits, labels = gather_rows(logits), gather_rows(labels)
     count = len(labels)
+    if labels.is_floating_point():
+        return _regression(logits[:, 0], labels, class_names, global_step, split)
     if loss_fn is None:
         loss_sum = F.cross_entropy(logits, labels, reduction="sum").double()
     else:  # batch means weighted by batch size, over the batches one process would have seen
@@ -66,6 +68,19 @@ def evaluate(model: nn.Module, batches: TensorBatches, class_names: Sequence[str
     return EvalResult(float(loss_sum.item() / count) if count else 0.0, accuracy, count, matrix,
                       tuple(class_names), global_step, split, predicted.cpu().numpy(),
                       torch.softmax(logits, dim=1).cpu().numpy())
+
+
+def _regression(predicted: torch.Tensor, targets: torch.Tensor, names: Sequence[str], global_step: int,
+                split: str) -> EvalResult:
+    """MSE (the loss), RMSE, MAE and R² of predicted values against float targets, in float64."""
+    p, t = predicted.double(), targets.double()
+    count = len(t)
+    mse = float((p - t).square().mean()) if count else 0.0
+    total = float((t - t.mean()).square().sum()) if count else 0.0
+    r2 = 1.0 - mse * count / total if total > 0 else 0.0
+    metrics = {"rmse": mse ** 0.5, "mae": float((p - t).abs().mean()) if count else 0.0, "r2": r2}
+    return EvalResult(mse, 0.0, count, np.zeros((0, 0), np.int64), tuple(names), global_step, split,
+                      p.float().cpu().numpy(), None, metrics)
 
 
 def load_model(model_dir: ModelDir, device: torch.device, step: int | None = None,
@@ -100,6 +115,12 @@ def record_evaluation(model_dir: ModelDir, result: EvalResult, data: Split | Non
     """Results JSON, confusion-matrix PNG, a grid of mistakes (given the data), and the same in
     TensorBoard (scalars, both pictures, a precision–recall curve per class), all in the model dir."""
     atomic_write_json(model_dir.path / f"eval_{result.split}.json", result.to_dict())
+    if result.regression is not None:
+        pictures = {} if data is None else {
+            "predicted_vs_true": save_regression_png(result, data.labels, model_dir.path / f"regression_{result.split}.png")}
+        write_eval_summary(model_dir.eval_dir(result.split), result, None, pictures)
+        model_dir.sync()
+        return
     pictures = {"confusion_matrix": save_confusion_png(result, model_dir.path / f"confusion_{result.split}.png")}
     if data is not None:
         mistakes = model_dir.path / f"mistakes_{result.split}.png"

@@ -133,7 +133,8 @@ class Trainer:
                           build_optimizer(custom.optimizer, self.model, groups, config.lr, config.weight_decay))
         self.scheduler = custom.lr_scheduler(self.optimizer) if custom.lr_scheduler is not None else None
         smoothing = config.label_smoothing
-        self.loss_fn: Loss = custom.loss or (lambda logits, y, *weights: weighted_cross_entropy(logits, y, smoothing, *weights))
+        self.loss_fn: Loss = custom.loss or (squared_error if config.loss == "mse" else (
+            lambda logits, y, *weights: weighted_cross_entropy(logits, y, smoothing, *weights)))
         self.custom_loss = custom.loss  # evaluation reports it instead of cross-entropy
         self.autocast = autocast_for(device, config.precision)
         self.scaler = grad_scaler_for(device, config.precision)
@@ -396,6 +397,12 @@ class _InterruptGuard:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
+
+
+def squared_error(outputs: torch.Tensor, targets: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of (B, 1) outputs against (B,) float targets (a regression's loss)."""
+    errors = (outputs.float().squeeze(1) - targets.float()).square()
+    return errors.mean() if not weights else (errors * weights[0]).sum() / len(errors)
 
 
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float,

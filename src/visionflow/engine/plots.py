@@ -71,11 +71,32 @@ def save_confusion_png(result: EvalResult, path: Path) -> bytes:
     return save_png(plt, fig, path)
 
 
+def save_regression_png(result: EvalResult, targets: np.ndarray, path: Path) -> bytes:
+    """Predicted against true values of a regression, one dot per example, with the y = x line
+    every dot would sit on were the model exact.  Returns the PNG."""
+    assert result.predicted is not None and result.regression is not None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.8))
+    ax.scatter(targets, result.predicted, s=9, alpha=0.5 if len(targets) > 200 else 0.8, edgecolors="none")
+    both = np.concatenate([targets, result.predicted]) if len(targets) else np.zeros(2)
+    lo, hi = float(both.min()), float(both.max())
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8, label="exact (y = x)")
+    target = result.class_names[0] if result.class_names else "target"
+    ax.set_xlabel(f"true {target}")
+    ax.set_ylabel(f"predicted {target}")
+    ax.set_title(f"{result.split}: {result.headline()}\n{result.count:,} examples at step {result.global_step}",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_png(plt, fig, path)
+
+
 def save_mistakes_grid(images: np.ndarray, labels: np.ndarray, result: EvalResult, path: Path,
                        limit: int = 48) -> bool:
     """The first `limit` misclassified examples, each captioned "true → predicted" and the
-    model's confidence in its (wrong) answer; False (nothing written) if there are none."""
-    if result.predicted is None:
+    model's confidence in its (wrong) answer; False (nothing written) if there are none, or if
+    the examples are not pictures (tabular rows, feature vectors)."""
+    if result.predicted is None or result.regression is not None or images.dtype != np.uint8 or images.ndim != 4:
         return False
     every = np.flatnonzero(result.predicted != labels)
     wrong = every[:limit]
@@ -159,8 +180,9 @@ def save_training_curves(model_dir: Path, path: Path, test: EvalResult | None = 
     if not train_loss[0]:
         return False
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, tag in zip(axes, ("loss", "accuracy")):
+    tags = ("loss",) if test is not None and test.regression is not None else ("loss", "accuracy")
+    fig, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags), 3.8), squeeze=False)
+    for ax, tag in zip(axes[0], tags):
         for label, directory in (("train", train_dir), ("validation", model_dir / "eval_validation")):
             steps, values = scalars(directory, tag)
             if steps:
@@ -177,7 +199,8 @@ def save_training_curves(model_dir: Path, path: Path, test: EvalResult | None = 
         ax.legend(fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
-    axes[0].set_yscale("log")
-    axes[1].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:.0%}"))
+    axes[0][0].set_yscale("log")
+    if len(tags) > 1:
+        axes[0][1].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:.0%}"))
     save_png(plt, fig, path)
     return True

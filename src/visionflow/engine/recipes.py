@@ -42,8 +42,9 @@ def resolve_config(model_dir: ModelDir, overrides: dict[str, Any], base: TrainCo
     """The config to train with: the directory's own when it holds a run, else the recipe.
 
     On a directory that holds a run, flags outside CONTINUABLE must agree with it: a model
-    directory is one model, trained one way.  An "augment" override may be a dict of some of
-    `Augment`'s fields: they replace those of the recipe's (or the stored run's) distortions.
+    directory is one model, trained one way.  An "augment" ("csv") override may be a dict of
+    some of `Augment`'s (`CsvOptions`') fields: they replace those of the recipe's (or the stored
+    run's) distortions (CSV reading).
     `base` replaces the model's recipe for a new run (retrain has its own).  Errors name settings
     as command-line flags, or as Python keywords when `flags` is False.
     """
@@ -51,10 +52,10 @@ def resolve_config(model_dir: ModelDir, overrides: dict[str, Any], base: TrainCo
         raise InputError(f"{overrides['model']} is a language model: train it with `visionflow lm train --corpus TEXT`")
     if base is None:
         base = default_config(overrides.get("model", "cnn"), overrides.get("dataset", "digits"))
-    if isinstance(overrides.get("augment"), dict):
-        partial = overrides["augment"]
-        base_augment = model_dir.load_config().train.augment if model_dir.exists() else base.augment
-        overrides = {**overrides, "augment": dataclasses.replace(base_augment, **partial)}
+    for part in ("augment", "csv"):
+        if isinstance(overrides.get(part), dict):
+            stored_part = getattr(model_dir.load_config().train if model_dir.exists() else base, part)
+            overrides = {**overrides, part: dataclasses.replace(stored_part, **overrides[part])}
     if model_dir.exists():
         stored = model_dir.load_config().train
         for key, value in overrides.items():

@@ -31,6 +31,7 @@ class ProgressReporter(Callback):
         assert self.progress is not None and self.trainer is not None
         loss = metrics["loss"]
         quality = (f"perplexity {metrics['perplexity']:.2f}" if "perplexity" in metrics
+                   else f"RMSE {loss ** 0.5:.4g}" if self.trainer.run.train.loss == "mse"
                    else f"accuracy {metrics['accuracy']:.2%}")
         self.progress.describe(f"loss {loss:.4f}  {quality}")
         processes = self.trainer.world.size
@@ -41,7 +42,7 @@ class ProgressReporter(Callback):
 
     def on_epoch_end(self, epoch: int, step: int, result: "EvalResult | None") -> None:
         if result is not None and self.progress is not None:
-            self.progress.log(f"epoch {epoch + 1} (step {step}): validation accuracy {result.accuracy:.2%}  "
+            self.progress.log(f"epoch {epoch + 1} (step {step}): validation {result.headline()}  "
                               f"loss {result.loss:.4f}")
 
     def teardown(self) -> None:

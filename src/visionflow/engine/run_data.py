@@ -14,7 +14,7 @@ def request_for(config: TrainConfig, data_dir: str | os.PathLike | None = None, 
     where = data_dir if data_dir is not None else config.data_dir
     return DataRequest(data_dir=os.fspath(where) if where is not None else None,
                        validation_size=config.validation_size, validation_percentage=config.validation_percentage,
-                       testing_percentage=config.testing_percentage, download=download)
+                       testing_percentage=config.testing_percentage, download=download, csv=config.csv)
 
 
 def dataset_for_run(run: RunConfig, data_dir: str | os.PathLike | None = None, download: bool = True,

@@ -69,9 +69,10 @@ class TrainSummaries:
     def input_grid(self, step: int, images: torch.Tensor, limit: int = 32) -> None:
         """`images`: (N, H, W, C) uint8, as the pipeline stores them.
 
-        Inputs that are not pictures (precomputed feature vectors, (N, D)) have no grid to draw.
+        Inputs that are not pictures (precomputed feature vectors (N, D), tabular rows
+        (N, 1, 1, D) float32) have no grid to draw.
         """
-        if images.dim() != 4 or images.shape[-1] not in (1, 3, 4):
+        if images.dim() != 4 or images.shape[-1] not in (1, 3, 4) or images.dtype != torch.uint8:
             return
         self.writer.add_images("inputs", images[:limit].cpu(), step, dataformats="NHWC")
 
@@ -155,7 +156,8 @@ def write_eval_summary(logdir: Path, result: EvalResult, labels: np.ndarray | No
 
     summary = _summary()
     step, now = result.global_step, time.time()
-    protos = [summary.scalar("accuracy", result.accuracy), summary.scalar("loss", result.loss)]
+    protos = [summary.scalar(name, value) for name, value in (result.regression or {"accuracy": result.accuracy}).items()]
+    protos.append(summary.scalar("loss", result.loss))
     if labels is not None and result.probabilities is not None and len(labels):
         for k, name in enumerate(result.class_names):
             protos.append(summary.pr_curve(f"pr_curve/{k}_{name}", labels == k, result.probabilities[:, k],

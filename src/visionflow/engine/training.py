@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TextIO
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +24,7 @@ from ..data.base import Dataset
 from ..data.batches import TensorBatches
 from ..data.catalog import DATASETS, load
 from ..errors import InputError
-from ..models import ModelSpec, build_model
+from ..models import ModelSpec, build_model, get_factory
 from ..preprocessing import fit_preprocessing
 from .checkpoint import read_index
 from .config import RunConfig, TrainConfig
@@ -57,8 +58,20 @@ def make_run_config(config: TrainConfig, dataset: Dataset, model_name: str | Non
     crop = (aug.crop, aug.crop) if aug.crop and (aug.crop, aug.crop) != (preprocessing.height, preprocessing.width) else None
     preprocessing = dataclasses.replace(preprocessing, center_crop=crop, standardize=aug.standardize, tta=aug.tta)
     options = {} if config.dropout is None else {"dropout": config.dropout}
+    if config.regression and model_name is None:
+        options.update(_target_scale(config.model, dataset.train.labels))
     spec = ModelSpec(model_name or config.model, dataset.num_classes, preprocessing.input_shape, options)
     return RunConfig(config, spec, preprocessing, tuple(dataset.class_names))
+
+
+def _target_scale(model: str, targets: np.ndarray) -> dict[str, float]:
+    """The training targets' mean and std for a model that learns a standardized regression
+    target (one whose factory takes `target_mean` and `target_std`); nothing for the others."""
+    import inspect
+
+    if "target_std" not in inspect.signature(get_factory(model)).parameters or not len(targets):
+        return {}
+    return {"target_mean": float(targets.mean()), "target_std": float(targets.std()) or 1.0}
 
 
 def check_data_fits(run: RunConfig, dataset: Dataset, model_dir: ModelDir) -> None:

@@ -68,7 +68,12 @@ def export_model(source: str | os.PathLike | nn.Module, export_base: str | os.Pa
         run, net, step, examples = _bare_module(source, example_input, class_names)
         images, images_source = examples, "example_input"
     else:
-        run, net, step = load_model(ModelDir(source), torch.device("cpu"), model=model)
+        directory = ModelDir(source)
+        problem = directory.load_config().not_an_image_classifier()
+        if problem:
+            raise InputError(f"{directory.location}: this model {problem}; export and serving take image classifiers "
+                             "(use it from Python: Classifier(model_dir).predict)")
+        run, net, step = load_model(directory, torch.device("cpu"), model=model)
         images, images_source = (_as_pixels(example_input, run.preprocessing) if example_input is not None
                                  else verification_images(run))
     graph = ServingGraph(net, run.preprocessing).eval()

@@ -461,7 +461,8 @@ class Training:
 
 
 def _dataset_arrays(x: Any, y: Any, validation_data: Any, split: str = "train") -> tuple[Any, Any, Any]:
-    """`x` as a visionflow Dataset or catalog name → (images 0–1 float32, labels, validation)."""
+    """`x` as a visionflow Dataset or catalog name → (inputs, labels, validation): images 0–1 float32,
+    or a CSV's tabular features (N, D)."""
     from ..data.base import Dataset
 
     if isinstance(x, str):
@@ -472,5 +473,13 @@ def _dataset_arrays(x: Any, y: Any, validation_data: Any, split: str = "train") 
         return x, y, validation_data
     part = x.split(split)
     if validation_data is None and split == "train" and len(x.validation):
-        validation_data = (x.validation.images.astype(np.float32) / 255.0, x.validation.labels)
-    return part.images.astype(np.float32) / 255.0, part.labels, validation_data
+        validation_data = (_keras_inputs(x.validation.images), x.validation.labels)
+    return _keras_inputs(part.images), part.labels, validation_data
+
+
+def _keras_inputs(images: np.ndarray) -> np.ndarray:
+    """Pixels as Keras takes them (float32 0–1, (N, H, W, C)); tabular rows (a CSV's features,
+    stored (N, 1, 1, D)) as the (N, D) raw values a Dense model takes."""
+    if images.dtype != np.uint8:
+        return images.reshape(len(images), -1).astype(np.float32, copy=False)
+    return images.astype(np.float32) / 255.0

@@ -9,6 +9,7 @@
   transfer      transfer (a pretrained backbone with a new head: `visionflow retrain`)
   keras         keras (a Keras-style architecture saved by `visionflow.keras`, for export/serving)
   sequence      lstm (the tutorials' LSTM language model), rnn (an image read row by row by an LSTM)
+  tabular       dense (an MLP over tabular features: CSV's numeric columns)
   backbones, pretrained, efficientnet_weights   pretrained ImageNet networks and their weights
 
 A new model: a module here that registers it (with its recipes), and one `declare` line below.
@@ -26,6 +27,7 @@ declare("visionflow.models.fastnet", ("fastnet", "fastnet96"))
 declare("visionflow.models.transfer", ("transfer",))
 declare("visionflow.models.keras.serving", ("keras",))
 declare("visionflow.models.sequence", ("lstm", "rnn"))
+declare("visionflow.models.tabular", ("dense",))
 
 #: Models of token streams, not images (`visionflow lm`); image commands refuse them.
 LANGUAGE_MODELS = ("lstm",)
