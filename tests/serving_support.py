@@ -19,7 +19,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import pytest
 
 from conftest import child_env
 
@@ -69,13 +71,16 @@ class Server:
     def __init__(self, base: Path, *flags: str, name: str = "digits") -> None:
         self.base, self.name = base, name
         env = child_env()
+        grpc = () if "--grpc-port" in flags else ("--grpc-port", "auto")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "visionflow", "serve", "--model-base-path", str(base), "--model-name", name,
-             "--port", "0", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             "--port", "0", *grpc, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.banner = self._read_banner(timeout=90)
         self.url = self.banner[-1].split()[2]
         self.host, port = self.url.removeprefix("http://").split(":")
         self.port = int(port)
+        grpc_lines = [line.split()[1] for line in self.banner if line.strip().startswith("gRPC ")]
+        self.grpc_target = grpc_lines[0] if grpc_lines else None  # HOST:PORT
         self._stderr: list[str] = []
         self._reader = threading.Thread(target=lambda: self._stderr.extend(self.proc.stderr), daemon=True)
         self._reader.start()
@@ -136,3 +141,34 @@ class Server:
                 return value
             time.sleep(interval)
         raise AssertionError(f"condition not met within {timeout} s; server log:\n{self.stderr}")
+
+
+def serve_first_version(version_dir: Path, factory, *flags: str) -> Iterator["Server"]:
+    """A server of `version_dir` published as version 1 of a new base, for a module-scoped fixture:
+    yields it, then stops it and checks its log holds no traceback."""
+    base = factory.mktemp("served")
+    publish_copy(version_dir, base, 1)
+    server = Server(base, *flags)
+    yield server
+    log = server.stop()
+    assert "Traceback" not in log and "internal server error" not in log, log
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """The trained cnn of `trained_models`."""
+    return trained_models(tmp_path_factory)["cnn"]
+
+
+@pytest.fixture(scope="module")
+def version_dir(tmp_path_factory) -> Path:
+    """The cnn's pristine export."""
+    return exported_version("cnn", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """16 test images of the embedded digits, (16, 8, 8, 1) uint8."""
+    from visionflow.data.catalog import load_dataset
+
+    return load_dataset("digits").test.images[:16]

@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -30,8 +29,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from conftest import assert_one_line_error, run_cli
-from serving_support import Server, exported_version, publish_copy, trained_models
-from visionflow.data.catalog import load_dataset
+from serving_support import Server, publish_copy, serve_first_version
 from visionflow.engine.evaluation import load_model
 from visionflow.engine.modeldir import ModelDir
 from visionflow.errors import InputError
@@ -50,28 +48,9 @@ INFER = "/v2/models/digits/infer"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return trained_models(tmp_path_factory)["cnn"]
-
-
-@pytest.fixture(scope="module")
-def version_dir(tmp_path_factory) -> Path:
-    return exported_version("cnn", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def server(version_dir, tmp_path_factory):
-    base = tmp_path_factory.mktemp("served")
-    publish_copy(version_dir, base, 1)
-    server = Server(base, "--poll-seconds", "0.2", "--version-labels", "stable=1", "--max-body-bytes", "300000")
-    yield server
-    log = server.stop()
-    assert "Traceback" not in log and "internal server error" not in log, log
-
-
-@pytest.fixture(scope="module")
-def digits() -> np.ndarray:
-    return load_dataset("digits").test.images[:16]
+    yield from serve_first_version(version_dir, tmp_path_factory, "--poll-seconds", "0.2", "--version-labels",
+                                   "stable=1", "--max-body-bytes", "300000")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from serving_support import Server, exported_version, publish_copy
+from serving_support import Server, exported_version, publish_copy, serve_first_version
 from visionflow.serving.monitoring import APIS
 
 pytest.importorskip("uvicorn")
@@ -26,12 +26,7 @@ def version_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def strict_server(version_dir, tmp_path_factory):
-    base = tmp_path_factory.mktemp("strict")
-    publish_copy(version_dir, base, 1)
-    server = Server(base, "--request-timeout", "1", "--idle-timeout", "1")
-    yield server
-    log = server.stop()
-    assert "Traceback" not in log, log
+    yield from serve_first_version(version_dir, tmp_path_factory, "--request-timeout", "1", "--idle-timeout", "1")
 
 
 def _connect(server: Server) -> socket.socket:

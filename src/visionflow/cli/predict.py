@@ -11,7 +11,8 @@ from .common import backbone_help, top_k_args
 def add_commands(sub: argparse._SubParsersAction) -> None:
     pr = sub.add_parser("predict", help="classify image files or .npy batches")
     pr.add_argument("--model-dir", default=None, help="the model directory (or use --server and --model-name)")
-    pr.add_argument("--server", default=None, metavar="URL", help="ask a running `visionflow serve` instead")
+    pr.add_argument("--server", default=None, metavar="URL", help="ask a running `visionflow serve` instead: "
+                    "http://HOST:8501 (REST) or grpc://HOST:8500")
     pr.add_argument("--model-name", default=None, help="with --server: the served model's name")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     pr.add_argument("--json", action="store_true", help="one JSON line per input image")

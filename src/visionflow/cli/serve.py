@@ -13,7 +13,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--export-base", required=True, help="directory of versions; writes EXPORT_BASE/<version>/")
     ex.add_argument("--version", type=int, default=None, help="version number (default: the next one)")
     ex.set_defaults(run=cmd_export)
-    serve_args(sub.add_parser("serve", help="serve exported versions (TF Serving REST and KServe V2 APIs)"))
+    serve_args(sub.add_parser("serve", help="serve exported versions (TF Serving and KServe V2 APIs, REST and gRPC)"))
 
 
 def serve_args(p: argparse.ArgumentParser) -> None:
@@ -22,6 +22,12 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-base-path", required=True, help="the export base (numbered version directories)")
     p.add_argument("--model-name", required=True, help="the name clients use in /v1/models/NAME and /v2/models/NAME")
     p.add_argument("--port", type=int, default=8501, help="TCP port (0: any free port, printed at start)")
+    p.add_argument("--grpc-port", default="8500", type=_grpc_port, metavar="N|auto",
+                   help="gRPC port of TF Serving's PredictionService and KServe V2's GRPCInferenceService, on the "
+                        "same host (0: no gRPC; auto: any free port, printed at start)")
+    p.add_argument("--grpc-max-message-mb", type=float, default=64.0, metavar="MB",
+                   help="largest gRPC request or reply (bigger: RESOURCE_EXHAUSTED; gRPC's own default is 4)")
+    p.add_argument("--grpc-reflection", action="store_true", help="enable gRPC server reflection (grpcurl, Postman)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
     p.add_argument("--version-policy", choices=("latest", "all", "specific"), default="latest",
@@ -46,6 +52,19 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=cmd_serve)
 
 
+def _grpc_port(text: str) -> int | None:
+    """--grpc-port: "auto" → 0 (the kernel picks), "0" → None (no gRPC), else the port."""
+    if text == "auto":
+        return 0
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number or auto, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0 to 65535)")
+    return port or None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     require_extra("serve", "onnx", "onnxruntime", "onnxscript")
     from ..export.exporter import export_model
@@ -60,6 +79,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     require_extra("serve", "starlette", "uvicorn", "onnxruntime", "prometheus_client", "orjson")
+    if args.grpc_port is not None:
+        require_extra("serve", "grpc", "grpc_health")
     from ..serving.server import options_from_args, serve
 
     return serve(options_from_args(args))

@@ -3,7 +3,9 @@
 Reads the inputs exactly as local `predict` does (images resized to the model's size, .npy
 batches in any accepted layout) using the preprocessing the server reports in its metadata,
 sends them to TF Serving's `:predict` in chunks, and returns the same `Prediction`s, so the
-output is the same as with `--model-dir`.  Standard library HTTP only.
+output is the same as with `--model-dir`.  Standard library HTTP; a `grpc://HOST:PORT` server is
+asked over gRPC instead (PredictionService's GetModelMetadata and Predict, pixels as raw uint8
+tensor_content).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ TIMEOUT_S = 60
 
 def predict_remote(server: str, model_name: str, inputs: Sequence[str]) -> tuple[list[Prediction], list[str]]:
     """Predictions for `inputs` from the server, and the source name of each."""
+    if server.startswith("grpc://"):
+        return _predict_grpc(server, model_name, inputs)
     root = _root(server)
     model = f"{root}/v1/models/{urllib.parse.quote(model_name, safe='')}"
     info = _call(f"{model}/metadata")
@@ -43,6 +47,45 @@ def predict_remote(server: str, model_name: str, inputs: Sequence[str]) -> tuple
         reply = _call(f"{model}:predict", {"inputs": {"images": batch[start : start + CHUNK].tolist()}})
         rows.append(np.asarray(reply["outputs"]["probabilities"], dtype=np.float32))
     return to_predictions(torch.from_numpy(np.concatenate(rows)), sources, class_names), sources
+
+
+def _predict_grpc(server: str, model_name: str, inputs: Sequence[str]) -> tuple[list[Prediction], list[str]]:
+    import grpc
+
+    from .grpc_messages import array_to_tensor, message
+
+    target = server.removeprefix("grpc://").rstrip("/")
+    if not target or "/" in target:
+        raise InputError(f"--server {server!r}: expected grpc://HOST:PORT")
+    service = "/tensorflow.serving.PredictionService/"
+    with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 * 2**20),
+                                                ("grpc.max_send_message_length", 64 * 2**20)]) as channel:
+        def rpc(method: str, request: Any, reply: str) -> Any:
+            call = channel.unary_unary(service + method, request_serializer=lambda m: m.SerializeToString(),
+                                       response_deserializer=message(reply).FromString)
+            try:
+                return call(request, timeout=TIMEOUT_S)
+            except grpc.RpcError as e:
+                raise InputError(f"{server}: {method}: {e.code().name} {e.details()}") from None
+
+        request = message("tensorflow.serving.GetModelMetadataRequest")(metadata_field=["visionflow_signature"])
+        request.model_spec.name = model_name
+        info = rpc("GetModelMetadata", request, "tensorflow.serving.GetModelMetadataResponse")
+        text = message("google.protobuf.StringValue")()
+        if "visionflow_signature" not in info.metadata or not info.metadata["visionflow_signature"].Unpack(text):
+            raise InputError(f"{server}: not a visionflow server (no visionflow_signature metadata)")
+        summary = json.loads(text.value)
+        pre = from_dict(Preprocessing, summary["preprocessing"], f"{server} metadata")
+        batch, sources = read_inputs(inputs, pre)
+        rows = []
+        for start in range(0, len(batch), CHUNK):
+            request = message("tensorflow.serving.PredictRequest")(output_filter=["probabilities"])
+            request.model_spec.name = model_name
+            request.inputs["images"].CopyFrom(array_to_tensor(batch[start : start + CHUNK]))
+            reply = rpc("Predict", request, "tensorflow.serving.PredictResponse")
+            out = reply.outputs["probabilities"]
+            rows.append(np.frombuffer(out.tensor_content, dtype="<f4").reshape([d.size for d in out.tensor_shape.dim]))
+    return to_predictions(torch.from_numpy(np.concatenate(rows).copy()), sources, summary["class_names"]), sources
 
 
 def _root(server: str) -> str:

@@ -54,6 +54,10 @@ class ServeOptions:
     max_body_bytes: int = MAX_BODY_BYTES
     request_timeout_s: float = REQUEST_TIMEOUT_S
     idle_timeout_s: float = IDLE_TIMEOUT_S
+    #: gRPC beside REST on `host`: None for none, 0 for any free port.
+    grpc_port: int | None = None
+    grpc_max_message_bytes: int = 64 * 2**20
+    grpc_reflection: bool = False
 
     def check(self) -> "ServeOptions":
         if not MODEL_NAME.fullmatch(self.model_name):
@@ -68,7 +72,11 @@ class ServeOptions:
                   (self.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024"),
                   (self.request_timeout_s > 0, "--request-timeout must be positive"),
                   (self.idle_timeout_s > 0, "--idle-timeout must be positive"),
-                  (0 <= self.port <= 65535, "--port must be 0 to 65535")]
+                  (0 <= self.port <= 65535, "--port must be 0 to 65535"),
+                  (self.grpc_port is None or 0 <= self.grpc_port <= 65535, "--grpc-port must be 0 to 65535"),
+                  (self.grpc_port is None or self.grpc_port != self.port or self.port == 0,
+                   "--grpc-port must differ from --port"),
+                  (2**10 <= self.grpc_max_message_bytes < 2**31, "--grpc-max-message-mb must be from 0.001 to 2047")]
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
@@ -140,15 +148,25 @@ class Serving:
     async def infer(self, request: Request, call: Call, version: int | None, label: str | None,
                     parse: Callable[[bytes, Preprocessing], tuple[np.ndarray, T]]) -> tuple[ServedVersion, T, Outputs]:
         """Read, decode and run one inference request on the version it names."""
+
+        async def decode(pre: Preprocessing) -> tuple[np.ndarray, T]:
+            body = await self.read_body(request, call)
+            if len(body) > OFFLOAD_BYTES:
+                return await asyncio.to_thread(parse, body, pre)
+            return parse(body, pre)
+
+        return await self.run(call, version, label, decode)
+
+    async def run(self, call: Call, version: int | None, label: str | None,
+                  decode: Callable[[Preprocessing], Awaitable[tuple[np.ndarray, T]]]) -> tuple[ServedVersion, T, Outputs]:
+        """Run one inference on the version `version` or `label` names (the latest when neither):
+        `decode(preprocessing)` gives the request's (n, H, W, C) uint8 images and what else the
+        reply needs.  The version is leased until the outputs are back, so a hot swap never
+        unloads it under the request; every transport (REST, gRPC) comes through here."""
         with self.versions.lease(version, label) as served:
             call.version = str(served.version)
             with self.arrivals.arriving():
-                body = await self.read_body(request, call)
-                pre = served.signature.preprocessing
-                if len(body) > OFFLOAD_BYTES:
-                    images, parsed = await asyncio.to_thread(parse, body, pre)
-                else:
-                    images, parsed = parse(body, pre)
+                images, parsed = await decode(served.signature.preprocessing)
             # no longer arriving *before* it is queued, or the worker would wait for it in vain
             try:
                 outputs = await served.batcher.submit(images)

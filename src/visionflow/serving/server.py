@@ -46,7 +46,8 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
                              args.num_batch_threads)
     return ServeOptions(args.model_name, Path(args.model_base_path), args.host, args.port, args.poll_seconds,
                         VersionPolicy(args.version_policy, tuple(args.versions)), labels, runtime,
-                        args.max_body_bytes, args.request_timeout, args.idle_timeout).check()
+                        args.max_body_bytes, args.request_timeout, args.idle_timeout, args.grpc_port,
+                        int(args.grpc_max_message_mb * 2**20), args.grpc_reflection).check()
 
 
 def serve(options: ServeOptions) -> int:
@@ -65,10 +66,43 @@ def serve(options: ServeOptions) -> int:
     config = uvicorn.Config(app, http=http_protocol(options.request_timeout_s), log_level="warning", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5, server_header=False, proxy_headers=False,
                             timeout_keep_alive=options.idle_timeout_s)
-    server = uvicorn.Server(config)
+    server = _server_class()(config, app.serving)
     port = sock.getsockname()[1]
-    run_on_fast_loop(_run(server, sock, lambda: print(banner(options, port, app.serving), flush=True)))
+    run_on_fast_loop(_run(server, sock, lambda: print(banner(options, port, app.serving, server.grpc_port), flush=True)))
     return 0
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, with the gRPC transport started before it and stopped (answering
+        calls in flight) before it shuts the app down — the lifespan's end unloads the versions."""
+
+        def __init__(self, config: "uvicorn.Config", serving: Serving) -> None:
+            super().__init__(config)
+            self.grpc = None
+            if serving.options.grpc_port is not None:
+                from .grpc_server import GrpcServer
+
+                self.grpc = GrpcServer(serving)
+            self.grpc_port: int | None = None
+
+        async def startup(self, sockets: Any = None) -> None:
+            if self.grpc is not None:
+                try:
+                    self.grpc_port = await self.grpc.start()
+                except OSError as e:
+                    raise InputError(str(e)) from None
+            await super().startup(sockets)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            if self.grpc is not None:
+                await self.grpc.stop(self.config.timeout_graceful_shutdown or 5)
+            await super().shutdown(sockets)
+
+    return Server
+
 
 
 def run_on_fast_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -115,7 +149,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def banner(options: ServeOptions, port: int, serving: Serving) -> str:
+def banner(options: ServeOptions, port: int, serving: Serving, grpc_port: int | None = None) -> str:
     host = "127.0.0.1" if options.host in ("0.0.0.0", "") else ("::1" if options.host == "::" else options.host)
     root = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     name = options.model_name
@@ -125,6 +159,8 @@ def banner(options: ServeOptions, port: int, serving: Serving) -> str:
         f"(policy {options.policy.kind}; versions available: {', '.join(map(str, available)) or 'none yet'})",
         f"  TF Serving REST  {root}/v1/models/{name}   (:predict, :classify, /metadata)",
         f"  KServe V2        {root}/v2/models/{name}   (/infer, /ready)",
+        *([f"  gRPC             {host if ':' not in host else f'[{host}]'}:{grpc_port}   (tensorflow.serving.PredictionService, "
+           f"inference.GRPCInferenceService, grpc.health.v1)"] if grpc_port else []),
         f"  metrics          {root}/monitoring/prometheus/metrics",
     ]
     if available:

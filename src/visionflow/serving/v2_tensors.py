@@ -74,7 +74,7 @@ def parse_infer(payload: dict[str, Any], binary: bytes, pre: Preprocessing) -> I
     tensor = inputs[0]
     if tensor.get("name") != INPUT_NAME:
         raise bad_request(f"unknown input {tensor.get('name')!r} (the model's input is {INPUT_NAME!r})")
-    shape = _shape(tensor.get("shape"))
+    shape = check_shape(tensor.get("shape"))
     datatype = tensor.get("datatype")
     parameters = _parameters(tensor, "inputs[0]")
     if "shared_memory_region" in parameters:
@@ -90,7 +90,7 @@ def parse_infer(payload: dict[str, Any], binary: bytes, pre: Preprocessing) -> I
         data = tensor["data"]
     else:
         raise bad_request("input 'images' has no \"data\" and no binary data")
-    images = _images(datatype, shape, data, pre)
+    images = v2_images(datatype, shape, data, pre)
     request_params = payload.get("parameters", {})
     if not isinstance(request_params, dict):
         raise bad_request("\"parameters\" must be an object")
@@ -108,11 +108,11 @@ def encode_response(model_name: str, version: int, request: InferRequest, output
         name, array = wanted.name, outputs[wanted.name]
         datatype = OUTPUT_DATATYPES[name]
         if wanted.classification:
-            array = _classification(outputs["probabilities"], wanted.classification, class_names)
+            array = classification(outputs["probabilities"], wanted.classification, class_names)
             datatype = "BYTES"
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if wanted.binary:
-            blob = _bytes_tensor(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+            blob = bytes_tensor(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -125,12 +125,16 @@ def encode_response(model_name: str, version: int, request: InferRequest, output
     return (header + b"".join(blobs), len(header)) if blobs else (header, None)
 
 
-def _images(datatype: Any, shape: tuple[int, ...], data: Any, pre: Preprocessing) -> np.ndarray:
+def v2_images(datatype: Any, shape: tuple[int, ...], data: Any, pre: Preprocessing) -> np.ndarray:
+    """The `images` input → (N, H, W, C) uint8.  `data`: the raw bytes (binary extension, gRPC's
+    raw_input_contents), JSON values, or — gRPC's `contents` — a list of values (bytes for BYTES)."""
     where = "input 'images'"
     if datatype == "BYTES":
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
             raise bad_request(f"{where}: BYTES images must have shape [N] or [N, 1], got {list(shape)}")
-        items = _bytes_elements(data) if isinstance(data, bytes) else _b64_elements(data, where)
+        items = (_bytes_elements(data) if isinstance(data, bytes) else
+                 data if isinstance(data, list) and all(isinstance(x, bytes) for x in data) and data else
+                 _b64_elements(data, where))
         if len(items) != prod(shape) or not items:
             raise bad_request(f"{where}: shape {list(shape)} wants {prod(shape)} images, got {len(items)}")
         return np.concatenate([decode_image(b, pre, f"{where}[{i}]") for i, b in enumerate(items)])
@@ -154,7 +158,7 @@ def _images(datatype: Any, shape: tuple[int, ...], data: Any, pre: Preprocessing
     return image_batch(array.reshape(shape), pre, where)
 
 
-def _shape(value: Any) -> tuple[int, ...]:
+def check_shape(value: Any) -> tuple[int, ...]:
     if (not isinstance(value, list) or not 1 <= len(value) <= _MAX_DIMS
             or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in value)):
         raise bad_request(f"input 'images': \"shape\" must be a list of 1 to {_MAX_DIMS} non-negative integers")
@@ -190,7 +194,7 @@ def _requested_outputs(outputs: Any, request_params: dict[str, Any]) -> tuple[Re
     return tuple(wanted)
 
 
-def _classification(probabilities: np.ndarray, k: int, class_names: Sequence[str]) -> np.ndarray:
+def classification(probabilities: np.ndarray, k: int, class_names: Sequence[str]) -> np.ndarray:
     """Triton's classification extension: top-k "score:index:label" per row, shape [N, k]."""
     k = min(k, probabilities.shape[1])
     top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
@@ -198,7 +202,7 @@ def _classification(probabilities: np.ndarray, k: int, class_names: Sequence[str
     return np.array(rows, dtype=object).reshape(len(rows), k)
 
 
-def _bytes_tensor(array: np.ndarray) -> bytes:
+def bytes_tensor(array: np.ndarray) -> bytes:
     return b"".join(struct.pack("<I", len(b)) + b for b in array.ravel())
 
 
