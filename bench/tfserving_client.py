@@ -8,7 +8,8 @@ ours), against a server of a model of 8×8 greyscale images (the embedded digits
 
 Checks Predict (uint8 from tf.make_tensor_proto, then floats 0–1: the same classes), Classify (a
 tf.train.Example holding a PNG from tf.io.encode_png: the same top class as Predict),
-GetModelMetadata (the SignatureDefMap unpacked from its Any), and a tensor whose tensor_content
+GetModelMetadata (the SignatureDefMap unpacked from its Any), ModelService.GetModelStatus, and a
+tensor whose tensor_content
 is one byte short (INVALID_ARGUMENT).  Prints what it saw; exits non-zero on a mismatch.
 """
 
@@ -19,8 +20,8 @@ import sys
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
 
 def main(target: str, name: str) -> None:
@@ -55,6 +56,13 @@ def main(target: str, name: str) -> None:
     default = signatures.signature_def["serving_default"]
     print(f"GetModelMetadata: input dtype {tf.dtypes.as_dtype(default.inputs['images'].dtype).name}, "
           f"outputs {sorted(default.outputs)}")
+
+    status = get_model_status_pb2.GetModelStatusRequest()
+    status.model_spec.name = name
+    channel = grpc.insecure_channel(target)
+    versions = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status, timeout=10).model_version_status
+    print(f"GetModelStatus: {[(v.version, get_model_status_pb2.ModelVersionStatus.State.Name(v.state)) for v in versions]}")
+    assert any(v.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE for v in versions)
 
     short = tf.make_tensor_proto(images)
     short.tensor_content = short.tensor_content[:-1]

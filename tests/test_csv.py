@@ -341,3 +341,46 @@ def test_python_and_keras_faces_take_a_csv_dataset(tmp_path) -> None:
                   metrics=["accuracy"])
     history = model.fit(data, epochs=15, batch_size=32, verbose=0)
     assert history.history["val_accuracy"][-1] > 0.85
+
+
+def test_what_a_review_found(tmp_path) -> None:
+    """Headerless files with text labels, constant and float-written columns, Excel's byte-order
+    mark, exact label defaults, misordered columns, and flags given to the wrong dataset."""
+    headerless = write(tmp_path / "iris.data", "5.1,3.5,setosa\n7.0,3.2,versicolor\n6.3,3.3,virginica\n")
+    got = read_csv_columns(headerless, CsvOptions(label_column="-1"))
+    assert len(got.labels) == 3 and got.names[0] == "column0"  # the first record is data, not a header
+    write(tmp_path / "short.csv", "a,b,c,label\n1,2\n3,4,5,6\n")
+    with pytest.raises(InputError, match="short.csv: line 2: 2 fields, expected 4"):
+        read_csv_columns(tmp_path / "short.csv", CsvOptions())
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbfx,y,z\n1,2,3\n3,4,5\n")
+    assert read_csv_columns(tmp_path / "bom.csv", CsvOptions(label_column="x")).label_name == "x"
+    write(tmp_path / "gap.csv", "a,target\n1,\n2,5\n")
+    target = read_csv_columns(tmp_path / "gap.csv", CsvOptions(label_column="target", regression=True,
+                                                               column_defaults="target=1234567"))
+    assert target.labels.tolist() == [1234567.0, 5.0]
+    with pytest.raises(InputError, match="'inf' is not a finite number"):
+        read_csv_columns(tmp_path / "gap.csv", CsvOptions(column_defaults="inf"))
+    floats = "label," + ",".join(f"p{i}" for i in range(64)) + "\n" + "".join(
+        f"{k % 2}," + ",".join(f"{(k + i) % 16}.0" for i in range(64)) + "\n" for k in range(30))
+    write(tmp_path / "floats.csv", floats)  # pandas writes float columns as "14.0": tabular, not pixels
+    assert load("csv", DataRequest(data_dir=str(tmp_path / "floats.csv"))).train.images.dtype == np.float32
+    constant = "".join(f"{i % 3},{i * 0.5},5.0\n" for i in range(60))
+    write(tmp_path / "const.csv", "y,a,b\n" + constant)
+    data = load("csv", DataRequest(data_dir=str(tmp_path / "const.csv")))
+    from visionflow.preprocessing import fit_preprocessing
+
+    pre = fit_preprocessing(data.train.images)
+    import torch
+
+    x = pre.normalize(torch.from_numpy(data.train.images))
+    assert float(x[:, 1].abs().max()) < 1e-3 and abs(float(x[:, 0].mean())) < 1e-3  # constant → 0, not huge
+    folder = tmp_path / "two"
+    folder.mkdir()
+    write(folder / "train.csv", "y,a,b\n0,1,2\n1,3,4\n")
+    write(folder / "test.csv", "y,b,a\n0,2,1\n")
+    with pytest.raises(InputError, match="feature column 1 is 'b', but in .*train.csv it is 'a'"):
+        load("csv", DataRequest(data_dir=str(folder)))
+    assert_one_line_error(run_in_process("train", "--dataset", "csv", "--data-dir", tmp_path / "const.csv",
+                                         "--steps", "2", "--model-dir", tmp_path / "m1"), "use --model dense")
+    assert_one_line_error(run_in_process("train", "--dataset", "digits", "--regression", "--steps", "2",
+                                         "--model-dir", tmp_path / "m2"), "apply to --dataset csv, not digits")

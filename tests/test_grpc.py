@@ -133,6 +133,10 @@ def _png(image: np.ndarray) -> bytes:
     (lambda r: r.inputs["renamed"].CopyFrom(r.inputs.pop("images")), grpc.StatusCode.INVALID_ARGUMENT,
      "inputs must be exactly {'images'}"),
     (lambda r: r.output_filter.append("logits"), grpc.StatusCode.INVALID_ARGUMENT, "unknown output 'logits'"),
+    (lambda r: r.inputs["images"].CopyFrom(_typed(4, [300] * 320, [5, 8, 8, 1])), grpc.StatusCode.INVALID_ARGUMENT,
+     "input 'images'"),  # an int_val of 300 is no pixel (it must not wrap to 44)
+    (lambda r: r.inputs["images"].CopyFrom(_typed(4, [7], [2**20, 8, 8, 1])), grpc.StatusCode.INVALID_ARGUMENT,
+     "one value cannot fill shape"),  # 23 bytes must not allocate 64 M pixels
 ])
 def test_bad_predict_requests_get_the_status_that_says_why(server, digits, change, code, fragment) -> None:
     request = predict_request(digits[:5])
@@ -140,6 +144,12 @@ def test_bad_predict_requests_get_the_status_that_says_why(server, digits, chang
     with pytest.raises(grpc.RpcError) as e:
         rpc(server.grpc_target, "Predict", request, "tensorflow.serving.PredictResponse")
     assert e.value.code() == code and fragment in e.value.details(), (e.value.code(), e.value.details())
+
+
+def _typed(dtype: int, values: list, shape: list[int]):
+    tensor = message("tensorflow.TensorProto")(dtype=dtype, int_val=values)
+    tensor.tensor_shape.dim.extend([message("tensorflow.TensorShapeProto.Dim")(size=s) for s in shape])
+    return tensor
 
 
 def test_malformed_bytes_are_invalid_argument(server) -> None:
@@ -173,6 +183,14 @@ def test_classify_and_metadata(server, digits) -> None:
     with pytest.raises(grpc.RpcError) as e:
         rpc(target, "Regress", message("tensorflow.serving.RegressionRequest")(), "tensorflow.serving.RegressionResponse")
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    status = message("tensorflow.serving.GetModelStatusRequest")()
+    status.model_spec.name = "digits"
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary("/tensorflow.serving.ModelService/GetModelStatus",
+                                   request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=message("tensorflow.serving.GetModelStatusResponse").FromString)
+        versions = call(status, timeout=10).model_version_status
+    assert [(v.version, v.state, v.status.error_code) for v in versions] == [(1, 30, 0)]  # AVAILABLE, OK
 
 
 def test_kserve_v2_with_tritonclient_grpc(server, digits) -> None:
@@ -231,6 +249,7 @@ def test_health_metrics_and_rest_beside_grpc(server, digits) -> None:
     with pytest.raises(grpc.RpcError):
         rpc(server.grpc_target, "Predict", predict_request(digits[:1], name="x"), "tensorflow.serving.PredictResponse")
     assert _metric(server, "visionflow_requests_total", api="grpc_predict", code="404") >= 1
+    assert _metric(server, "visionflow_requests_total", model="x") == 0  # unknown names never become labels
 
 
 def _metric(server: Server, name: str, **labels: str) -> float:

@@ -207,7 +207,10 @@ def fit_preprocessing(images: np.ndarray) -> Preprocessing:
     n, h, w, c = images.shape
     if images.dtype != np.uint8:
         values = images.reshape(-1, c).astype(np.float64) / 255.0
-        mean, std = values.mean(axis=0), np.maximum(values.std(axis=0), 1e-12)
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        # a (nearly) constant feature carries nothing: scale it by 1 raw unit, as scikit-learn's
+        # StandardScaler does, instead of blowing float32 rounding noise up to huge values
+        std = np.where(std <= 1e-7 * np.maximum(np.abs(mean), 1.0 / 255.0), 1.0 / 255.0, std)
         return Preprocessing(channels=c, height=h, width=w, mean=tuple(float(m) for m in mean),
                              std=tuple(float(s) for s in std), dtype="float32")
     flat = images.reshape(-1, c)

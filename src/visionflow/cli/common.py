@@ -63,7 +63,8 @@ def csv_args(p: Any, default: Any = S) -> None:
                        help="the label's column (negative indexes count from the end) [default: the column named "
                             "label, else the first]")
     group.add_argument("--no-header", dest="header", action="store_const", const=False, default=default,
-                       help="the first line is a record [default: a header when one of its fields is not a number]")
+                       help="the first line is a record [default: a header when a column is text on line 1 but a "
+                            "number on line 2]")
     group.add_argument("--header", dest="header", action="store_const", const=True, default=default,
                        help="the first line is a header, even when it is all numbers")
     group.add_argument("--delimiter", default=default, type=_delimiter, help="the field separator [default ,]")

@@ -25,8 +25,8 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grpc-port", default="8500", type=_grpc_port, metavar="N|auto",
                    help="gRPC port of TF Serving's PredictionService and KServe V2's GRPCInferenceService, on the "
                         "same host (0: no gRPC; auto: any free port, printed at start)")
-    p.add_argument("--grpc-max-message-mb", type=float, default=64.0, metavar="MB",
-                   help="largest gRPC request or reply (bigger: RESOURCE_EXHAUSTED; gRPC's own default is 4)")
+    p.add_argument("--grpc-max-message-mb", type=_megabytes, default=64.0, metavar="MB",
+                   help="largest gRPC request or reply, MB (bigger: RESOURCE_EXHAUSTED; grpc itself allows 4)")
     p.add_argument("--grpc-reflection", action="store_true", help="enable gRPC server reflection (grpcurl, Postman)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
@@ -38,7 +38,8 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch-size", type=int, default=32, help="images per merged runtime call")
     p.add_argument("--batch-timeout-micros", type=int, default=1000,
                    help="how long a part-filled batch may wait for requests still arriving")
-    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="larger requests get 413")
+    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="larger REST requests get 413 "
+                                                                              "(gRPC: --grpc-max-message-mb)")
     p.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S, metavar="SECONDS",
                    help="headers within this of a request's first byte; body and reply within this of the headers "
                         "(408 / 504 past it)")
@@ -63,6 +64,16 @@ def _grpc_port(text: str) -> int | None:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port (0 to 65535)")
     return port or None
+
+
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megabytes, got {text!r}") from None
+    if not 0.001 <= value < 2048:
+        raise argparse.ArgumentTypeError(f"{text} MB: must be from 0.001 to 2047")
+    return value
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -33,7 +33,8 @@ def train_args(p: argparse.ArgumentParser) -> None:
                       + " [default digits]")
     data.add_argument("--data-dir", default=S,
                       help="read the dataset from DIR (cifar: TFRecord shards, binary or python batches, or their "
-                           "archive; tfrecord: a directory, glob or file of shards) [default: found or downloaded]")
+                           "archive; tfrecord: a directory, glob or file of shards; csv: a .csv/.csv.gz file, "
+                           "directory, glob or URL) [default: found or downloaded]")
     data.add_argument("--validation-size", type=int, default=S,
                       help="examples held out of train [default: the dataset's, e.g. 5,000 for MNIST]")
     model = p.add_argument_group("model")

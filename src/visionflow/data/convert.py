@@ -64,6 +64,10 @@ def convert(dataset: str, output: str | os.PathLike, shards: int = 1, data_dir: 
         raise InputError(f"--shards must be at least 1, got {shards}")
     if fmt not in ("tfrecord", "csv"):
         raise InputError(f"--format must be tfrecord or csv, got {fmt!r}")
+    if fmt == "csv" and shards != 1:
+        raise InputError("--shards is for TFRecord output; --format csv writes one file per split")
+    if fmt == "tfrecord" and compress:
+        raise InputError("--compress is for --format csv (TFRecord shards are written uncompressed)")
     request = DataRequest(data_dir=os.fspath(data_dir) if data_dir is not None else None,
                           validation_size=validation_size or 0, validation_percentage=validation_percentage,
                           testing_percentage=testing_percentage, download=download, csv=csv)

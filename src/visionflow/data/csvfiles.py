@@ -92,11 +92,7 @@ def image_shape(path: Path, options: CsvOptions) -> tuple[int, ...]:
         for i, field in enumerate(fields):
             if i == label or field == "":
                 continue
-            try:
-                value = float(field)
-            except ValueError:
-                return ()
-            if not (0 <= value <= 255 and value == int(value)):
+            if not (field.strip().isdigit() and int(field) <= 255):  # "14.0" is a float column, not pixels
                 return ()
     return (side, side, 1)
 
@@ -106,11 +102,17 @@ def _full(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def _check_columns(read: dict[str, list[CsvColumns]]) -> None:
+    """Every file has the first training file's feature columns — by name when both have a header
+    (a file with its columns in another order would be read misaligned)."""
     first = read["train"][0]
     for part in (p for parts in read.values() for p in parts):
         if len(part.feature_names) != len(first.feature_names):
             raise InputError(f"{part.path}: {len(part.feature_names)} feature columns, but {first.path} has "
                              f"{len(first.feature_names)}")
+        if first.header and part.header and part.feature_names != first.feature_names:
+            at = next(i for i, (a, b) in enumerate(zip(part.feature_names, first.feature_names)) if a != b)
+            raise InputError(f"{part.path}: feature column {at + 1} is {part.feature_names[at]!r}, but in {first.path} "
+                             f"it is {first.feature_names[at]!r} (the files' columns must match)")
 
 
 def _labels_file(data_dir: str, files: list[Path]) -> Optional[Path]:

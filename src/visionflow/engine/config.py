@@ -153,6 +153,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message.format_map(SettingNames(flags)))
+        if self.dataset != "csv" and self.csv != CsvOptions():
+            raise InputError(("--label-column, --header, --delimiter, --column-defaults, --image-shape and "
+                              "--regression apply to --dataset csv" if flags else
+                              "csv=CsvOptions(...) applies to dataset='csv'") + f", not {self.dataset}")
         if self.regression and self.loss == "cross_entropy":
             return dataclasses.replace(self, loss="mse").validate(flags)
         if self.loss == "mse" and not self.regression:

@@ -210,8 +210,15 @@ def _name_of(model: Any) -> str:
     return type(model).__name__ if isinstance(model, nn.Module) else getattr(model, "__name__", "model")
 
 
+#: Registered models that take tabular rows (a CSV's feature columns): they flatten their input.
+TABULAR_MODELS = ("dense", "mlp")
+
+
 def _instantiate(model: nn.Module | Callable[[], nn.Module] | None, run: RunConfig) -> nn.Module:
     if model is None:
+        if run.preprocessing.dtype != "uint8" and run.model.name not in TABULAR_MODELS:
+            raise InputError(f"model {run.model.name!r} takes images, and the data are {run.preprocessing.channels} "
+                             f"tabular features (CSV columns): use --model dense (or mlp)")
         return build_model(run.model)
     if isinstance(model, nn.Module):
         return model

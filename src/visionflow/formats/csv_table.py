@@ -8,7 +8,8 @@ block is parsed straight to uint8
 then checked finite) and packed into one (rows, D) array before the next is read.
 
 decode_csv's semantics:
-- the first line is a header when any of its fields is not a number (or as `header` says);
+- the first line is a header when a column is text there and a number (or empty) on line 2 —
+  so a headerless file with a text label column keeps its first record — or as `header` says;
 - `label_column` is a column's name or its index (negative counts from the end); by default the
   column named "label" (any case), else the first;
 - `column_defaults` fill empty fields (`record_defaults`): one value for every column, one entry
@@ -79,7 +80,8 @@ class CsvOptions:
 class CsvColumns:
     """One file read: `features` (N, D) float32 — or uint8 when read as pixels — and `labels` (N,):
     int64 when every label is an integer, else the label column's text (a numpy object array,
-    ints where a block held only integers); `names` are all the columns."""
+    ints where a block held only integers); `names` are all the columns (from the header when
+    `header`, else column0, column1, …)."""
 
     path: str
     names: tuple[str, ...]
@@ -87,6 +89,7 @@ class CsvColumns:
     feature_names: tuple[str, ...]
     features: "np.ndarray"
     labels: "np.ndarray"
+    header: bool = True
 
 
 def parse_image_shape(text: str) -> Optional[tuple[int, ...]]:
@@ -116,9 +119,12 @@ def parse_defaults(spec: Optional[str], names: Sequence[str], path: str) -> list
 
     def number(text: str, what: str) -> float:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise InputError(f"{path}: --column-defaults: {what} {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise InputError(f"{path}: --column-defaults: {what} {text!r} is not a finite number")
+        return value
 
     if any("=" in part for part in parts):
         out: list[Optional[float]] = [None] * len(names)
@@ -137,8 +143,9 @@ def parse_defaults(spec: Optional[str], names: Sequence[str], path: str) -> list
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rt", encoding="utf-8", newline="") if path.name.endswith(".gz") else \
-        open(path, encoding="utf-8", newline="")
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name
+    raw = gzip.open(path, "rt", encoding="utf-8-sig", newline="") if path.name.endswith(".gz") else \
+        open(path, encoding="utf-8-sig", newline="")
     return raw  # type: ignore[return-value]
 
 
@@ -164,11 +171,12 @@ def _is_number(text: str) -> bool:
 
 def _layout(path: Path, options: CsvOptions) -> tuple[tuple[str, ...], bool, int]:
     """(column names, whether line 1 is a header, the label column's index)."""
-    first = next(_records(path, options.delimiter), None)
+    records = _records(path, options.delimiter)
+    first = next(records, None)
     if first is None:
         raise InputError(f"{path}: empty file (no records)")
     _, fields = first
-    header = options.header if options.header is not None else any(f.strip() and not _is_number(f) for f in fields)
+    header = options.header if options.header is not None else _looks_like_header(fields, next(records, None))
     names = tuple(f.strip() for f in fields) if header else tuple(f"column{i}" for i in range(len(fields)))
     if header and len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
@@ -176,6 +184,19 @@ def _layout(path: Path, options: CsvOptions) -> tuple[tuple[str, ...], bool, int
     if len(names) < 2:
         raise InputError(f"{path}: {len(names)} column; a label and at least one feature column are needed")
     return names, header, _label_index(path, names, options.label_column, header)
+
+
+def _looks_like_header(fields: list[str], second: Optional[tuple[int, list[str]]]) -> bool:
+    """Whether line 1 names the columns: some column is text there but a number on line 2 (as
+    csv.Sniffer judges it), so a headerless file with a text label column ("5.1,3.5,setosa") keeps
+    its first record.  With one line only: whether any of its fields is text."""
+    text = [i for i, f in enumerate(fields) if f.strip() and not _is_number(f)]
+    if second is None or not text:
+        return bool(text)
+    below = [second[1][i] if i < len(second[1]) else "" for i in text]
+    if any(_is_number(g) for g in below):
+        return True
+    return all(not g.strip() for g in below)  # text above empty fields only: a header over sparse data
 
 
 def _label_index(path: Path, names: tuple[str, ...], column: Optional[str], header: bool) -> int:
@@ -240,7 +261,7 @@ def read_csv_columns(path: str | Path, options: CsvOptions, pixels: bool = False
     # whole parse), and quoted newlines (rare, a third of the parse's time) allowed only on a retry.
     attempts = [(pa.string(), False), (pa.string(), True)]
     first = peek_records(path, options, 1)[2]
-    if options.regression or (first and first[0][label].strip().lstrip("+-").isdigit()):
+    if options.regression or (first and len(first[0]) > label and first[0][label].strip().lstrip("+-").isdigit()):
         attempts.insert(0, (pa.float64() if options.regression else pa.int64(), False))
     for label_type, newlines in attempts:
         types = {name: (label_type if i == label else feature_type) for i, name in enumerate(names)}
@@ -275,7 +296,7 @@ def read_csv_columns(path: str | Path, options: CsvOptions, pixels: bool = False
     if rows == 0:
         raise InputError(f"{path}: no records after the header")
     return CsvColumns(str(path), names, names[label], tuple(names[i] for i in feature_idx),
-                      np.concatenate(features), np.concatenate(labels))
+                      np.concatenate(features), np.concatenate(labels), header)
 
 
 def _block_features(batch: "pa.RecordBatch", columns: list[int], defaults: list[Optional[float]],
@@ -312,7 +333,8 @@ def _block_labels(column: "pa.Array", default: Optional[float]) -> Optional["np.
     if column.null_count:
         if default is None:
             return None
-        column = column.fill_null(pa.scalar(f"{default:g}").cast(column.type))
+        text = str(int(default)) if default == int(default) else repr(default)
+        column = column.fill_null(pa.scalar(default if not pa.types.is_string(column.type) else text).cast(column.type))
     if not pa.types.is_string(column.type):
         return column.to_numpy()
     try:

@@ -25,6 +25,7 @@ from ..infer.predict import Prediction, read_inputs, to_predictions
 from ..preprocessing import Preprocessing
 
 CHUNK = 256  # images per request: bounded bodies, whatever the size of a .npy batch
+GRPC_CHUNK_BYTES = 16 * 2**20  # pixels per gRPC request, at most
 TIMEOUT_S = 60
 
 
@@ -50,13 +51,16 @@ def predict_remote(server: str, model_name: str, inputs: Sequence[str]) -> tuple
 
 
 def _predict_grpc(server: str, model_name: str, inputs: Sequence[str]) -> tuple[list[Prediction], list[str]]:
-    import grpc
+    try:
+        import grpc
+    except ImportError:
+        raise InputError("grpcio not installed: pip install 'visionflow[serve]'") from None
 
     from .grpc_messages import array_to_tensor, message
 
     target = server.removeprefix("grpc://").rstrip("/")
-    if not target or "/" in target:
-        raise InputError(f"--server {server!r}: expected grpc://HOST:PORT")
+    if "/" in target or not target.rpartition(":")[2].isdigit():
+        raise InputError(f"--server {server!r}: expected grpc://HOST:PORT, such as grpc://127.0.0.1:8500")
     service = "/tensorflow.serving.PredictionService/"
     with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 * 2**20),
                                                 ("grpc.max_send_message_length", 64 * 2**20)]) as channel:
@@ -77,11 +81,12 @@ def _predict_grpc(server: str, model_name: str, inputs: Sequence[str]) -> tuple[
         summary = json.loads(text.value)
         pre = from_dict(Preprocessing, summary["preprocessing"], f"{server} metadata")
         batch, sources = read_inputs(inputs, pre)
+        chunk = max(1, min(CHUNK, GRPC_CHUNK_BYTES // max(1, batch[0].nbytes)))  # well under the 64 MB limit
         rows = []
-        for start in range(0, len(batch), CHUNK):
+        for start in range(0, len(batch), chunk):
             request = message("tensorflow.serving.PredictRequest")(output_filter=["probabilities"])
             request.model_spec.name = model_name
-            request.inputs["images"].CopyFrom(array_to_tensor(batch[start : start + CHUNK]))
+            request.inputs["images"].CopyFrom(array_to_tensor(batch[start : start + chunk]))
             reply = rpc("Predict", request, "tensorflow.serving.PredictResponse")
             out = reply.outputs["probabilities"]
             rows.append(np.frombuffer(out.tensor_content, dtype="<f4").reshape([d.size for d in out.tensor_shape.dim]))
@@ -92,7 +97,7 @@ def _root(server: str) -> str:
     url = server if "://" in server else f"http://{server}"
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InputError(f"--server {server!r}: expected a URL such as http://127.0.0.1:8501")
+        raise InputError(f"--server {server!r}: expected a URL such as http://127.0.0.1:8501 (or grpc://HOST:8500)")
     return url.rstrip("/")
 
 

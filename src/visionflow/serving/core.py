@@ -75,7 +75,7 @@ class ServeOptions:
                   (0 <= self.port <= 65535, "--port must be 0 to 65535"),
                   (self.grpc_port is None or 0 <= self.grpc_port <= 65535, "--grpc-port must be 0 to 65535"),
                   (self.grpc_port is None or self.grpc_port != self.port or self.port == 0,
-                   "--grpc-port must differ from --port"),
+                   f"--port {self.port} is also the gRPC port: give --grpc-port another port (or 0 for no gRPC)"),
                   (2**10 <= self.grpc_max_message_bytes < 2**31, "--grpc-max-message-mb must be from 0.001 to 2047")]
         for ok, message in checks:
             if not ok:

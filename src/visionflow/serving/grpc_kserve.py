@@ -24,7 +24,7 @@ from ..preprocessing import Preprocessing
 from .core import Call, Serving
 from .errors import bad_request, not_found
 from .grpc_messages import message, v2_contents
-from .grpc_tfserving import parse
+from .grpc_tfserving import off_loop, parse
 from .kserve import EXTENSIONS
 from .v2_tensors import OUTPUT_DATATYPES, bytes_tensor, check_shape, classification, v2_images
 
@@ -50,9 +50,9 @@ async def server_metadata(raw: Any, serving: Serving, call: Call) -> Any:
 
 
 def _model(name: str, version_text: str, serving: Serving, call: Call) -> int | None:
-    call.model = name
     if name != serving.options.model_name:
         raise not_found(f"model {name!r} is not served here (this server serves {serving.options.model_name!r})")
+    call.model = name  # only the served name becomes a metrics label
     if not version_text:
         return None
     try:
@@ -88,7 +88,7 @@ async def model_metadata(raw: Any, serving: Serving, call: Call) -> Any:
 
 async def model_infer(raw: Any, serving: Serving, call: Call) -> Any:
     call.api = "grpc_v2_infer"
-    request = parse(raw, "inference.ModelInferRequest")
+    request = await off_loop(len(raw), lambda: parse(raw, "inference.ModelInferRequest"))
     version = _model(request.model_name, request.model_version, serving, call)
     if len(request.inputs) != 1 or request.inputs[0].name != INPUT_NAME:
         raise bad_request(f"inputs must be one tensor named {INPUT_NAME!r}, got {[t.name for t in request.inputs]}")
@@ -99,8 +99,11 @@ async def model_infer(raw: Any, serving: Serving, call: Call) -> Any:
     shape = check_shape(list(tensor.shape))
 
     async def decode(pre: Preprocessing) -> tuple[np.ndarray, None]:
-        data = request.raw_input_contents[0] if request.raw_input_contents else v2_contents(tensor, "input 'images'")
-        return v2_images(tensor.datatype, shape, data, pre), None
+        def images() -> np.ndarray:
+            data = request.raw_input_contents[0] if request.raw_input_contents else v2_contents(tensor, "input 'images'")
+            return v2_images(tensor.datatype, shape, data, pre)
+
+        return await off_loop(len(raw), images), None
 
     served, _, outputs = await serving.run(call, version, None, decode)
     response = message("inference.ModelInferResponse")(model_name=request.model_name, model_version=str(served.version),

@@ -25,6 +25,9 @@ from .errors import bad_request
 DESCRIPTORS = Path(__file__).with_name("protos") / "descriptors.binpb"
 #: Most dimensions a request tensor may have.
 MAX_DIMS = 8
+#: Most values a single typed value may be broadcast to (TF's one-value fill): bounds what a
+#: tiny request can make the server allocate.
+MAX_FILL = 1 << 24
 
 #: TensorFlow DataType numbers (tensorflow/core/framework/types.proto) ↔ numpy.
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING, DT_INT64 = 1, 2, 3, 4, 5, 6, 7, 9
@@ -92,9 +95,12 @@ def tensor_to_array(tensor: Any, where: str) -> tuple[np.ndarray | list[bytes], 
     values = getattr(tensor, _TF_VALUES[dtype])
     if dtype == DT_HALF:
         array = np.asarray(values, dtype=np.uint16).view(np.float16)
-    else:
-        array = np.asarray(values, dtype=np_type)
+    else:  # read wide: an int_val of 300 for DT_UINT8 must fail the pixel check, not wrap to 44
+        array = np.asarray(values, dtype=np.uint64 if dtype == DT_UINT64 else np.float64 if np_type.kind == "f"
+                           else np.int64)
     if len(array) == 1 and count != 1:
+        if count > MAX_FILL:
+            raise bad_request(f"{where}: one value cannot fill shape {list(shape)} (at most {MAX_FILL:,} values)")
         array = np.full(count, array[0], dtype=array.dtype)
     if len(array) != count:
         raise bad_request(f"{where}: shape {list(shape)} wants {count} values, {_TF_VALUES[dtype]} holds {len(array)}")

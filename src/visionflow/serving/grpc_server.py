@@ -30,7 +30,9 @@ STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
           408: grpc.StatusCode.DEADLINE_EXCEEDED, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
           415: grpc.StatusCode.INVALID_ARGUMENT, 501: grpc.StatusCode.UNIMPLEMENTED,
           503: grpc.StatusCode.UNAVAILABLE, 504: grpc.StatusCode.DEADLINE_EXCEEDED}
-SERVICES = (grpc_tfserving, grpc_kserve)
+#: (service name, method table) of every service served.
+SERVICES = ((grpc_tfserving.SERVICE, grpc_tfserving.METHODS), (grpc_tfserving.MODEL_SERVICE, grpc_tfserving.MODEL_METHODS),
+            (grpc_kserve.SERVICE, grpc_kserve.METHODS))
 #: How often the health service's status follows the versions (seconds).
 HEALTH_POLL_S = 0.5
 
@@ -54,9 +56,9 @@ class GrpcServer:
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", size),
                                           ("grpc.max_send_message_length", size),
                                           ("grpc.so_reuseport", 0)])
-        for service in SERVICES:
-            table = {name: _unary(handler, self.serving) for name, (handler, _) in service.METHODS.items()}
-            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.SERVICE, table),))
+        for service, methods in SERVICES:
+            table = {name: _unary(handler, self.serving) for name, (handler, _) in methods.items()}
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, table),))
         from grpc_health.v1 import health_pb2_grpc
 
         self.health = _health_servicer(self.serving)
@@ -64,7 +66,7 @@ class GrpcServer:
         if options.grpc_reflection:
             from grpc_reflection.v1alpha import reflection
 
-            names = [service.SERVICE for service in SERVICES] + [reflection.SERVICE_NAME, "grpc.health.v1.Health"]
+            names = [service for service, _ in SERVICES] + [reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, server, pool=pool())
         return server
 
@@ -76,7 +78,8 @@ class GrpcServer:
         try:
             self.port = self.server.add_insecure_port(f"{host}:{options.grpc_port}")
         except RuntimeError as e:
-            raise OSError(f"cannot listen on {options.host}:{options.grpc_port} for gRPC ({e})") from None
+            raise OSError(f"cannot listen on {options.host}:{options.grpc_port} for gRPC ({e}); --grpc-port auto takes "
+                          "any free port, --grpc-port 0 serves REST alone") from None
         await self.server.start()
         self._watch = asyncio.create_task(self._follow_versions())
         return self.port
@@ -96,7 +99,7 @@ class GrpcServer:
         while True:
             status = serving if self.serving.versions.available else health_pb2.HealthCheckResponse.NOT_SERVING
             if status != last:
-                for name in ("",) + tuple(service.SERVICE for service in SERVICES):
+                for name in ("",) + tuple(service for service, _ in SERVICES):
                     await self.health.set(name, status)
                 last = status
             await asyncio.sleep(HEALTH_POLL_S)
@@ -107,7 +110,7 @@ def _health_servicer(serving: Serving) -> Any:
     statuses `_follow_versions` sets, every HEALTH_POLL_S)."""
     from grpc_health.v1 import health, health_pb2
 
-    names = {"", *(service.SERVICE for service in SERVICES)}
+    names = {"", *(service for service, _ in SERVICES)}
 
     class Health(health.aio.HealthServicer):
         async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -13,26 +13,31 @@ port 8500), on the same versions, batcher and limits as the REST endpoints.
                     JSON in a google.protobuf.StringValue, which `visionflow predict` reads
   Regress, MultiInference   UNIMPLEMENTED (an image classifier has no regression signature)
 
+and the status half of `tensorflow.serving.ModelService` (`MODEL_SERVICE`): GetModelStatus, the
+versions and their states as REST's /v1/models/NAME reports them.
+
 `model_spec` names the model (NOT_FOUND for another), a version or a version label (the latest
 when neither), and a signature: "" or "serving_default".
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
 from ..export.exportdir import INPUT_NAME, OUTPUT_NAMES, Signature, TensorSpec
 from ..preprocessing import Preprocessing
-from .core import Call, Serving
+from .core import OFFLOAD_BYTES, Call, Serving
 from .errors import RequestError, bad_request, not_found
 from .grpc_messages import DT_INT64, DT_STRING, DT_UINT8, array_to_tensor, message, tensor_to_array
 from .images import decode_image, image_batch
 
 SERVICE = "tensorflow.serving.PredictionService"
+T = TypeVar("T")
 SIGNATURES = ("", "serving_default")
 _TF_DTYPE = {"uint8": DT_UINT8, "float32": 1, "int64": DT_INT64}
 
@@ -40,9 +45,9 @@ _TF_DTYPE = {"uint8": DT_UINT8, "float32": 1, "int64": DT_INT64}
 def model_version(request: Any, serving: Serving, call: Call) -> tuple[int | None, str | None]:
     """The version (or label) `request.model_spec` asks for, after checking its name and signature."""
     spec = request.model_spec
-    call.model = spec.name
     if spec.name != serving.options.model_name:
         raise not_found(f"model {spec.name!r} is not served here (this server serves {serving.options.model_name!r})")
+    call.model = spec.name  # only the served name becomes a metrics label: requests cannot grow the page
     if spec.signature_name not in SIGNATURES:
         raise bad_request(f"signature {spec.signature_name!r} not found (the model has 'serving_default')")
     choice = spec.WhichOneof("version_choice")
@@ -61,9 +66,15 @@ def _reply_spec(response: Any, name: str, version: int, signature_name: str = "s
     response.model_spec.signature_name = signature_name
 
 
+async def off_loop(size: int, work: Callable[[], T]) -> T:
+    """`work()`, in a worker thread when the request is large (more than OFFLOAD_BYTES, as REST
+    decodes large bodies), so parsing and decoding megabytes never stall the event loop."""
+    return await asyncio.to_thread(work) if size > OFFLOAD_BYTES else work()
+
+
 async def predict(raw: Any, serving: Serving, call: Call) -> Any:
     call.api = "grpc_predict"
-    request = parse(raw, "tensorflow.serving.PredictRequest")
+    request = await off_loop(len(raw), lambda: parse(raw, "tensorflow.serving.PredictRequest"))
     version, label = model_version(request, serving, call)
     unknown = set(request.inputs) - {INPUT_NAME}
     if unknown or INPUT_NAME not in request.inputs:
@@ -74,7 +85,7 @@ async def predict(raw: Any, serving: Serving, call: Call) -> Any:
             raise bad_request(f"output_filter: unknown output {name!r} (the model has {', '.join(OUTPUT_NAMES)})")
 
     async def decode(pre: Preprocessing) -> tuple[np.ndarray, None]:
-        return tensor_images(request.inputs[INPUT_NAME], pre, f"input {INPUT_NAME!r}"), None
+        return await off_loop(len(raw), lambda: tensor_images(request.inputs[INPUT_NAME], pre, f"input {INPUT_NAME!r}")), None
 
     served, _, outputs = await serving.run(call, version, label, decode)
     response = message("tensorflow.serving.PredictResponse")()
@@ -99,13 +110,16 @@ def tensor_images(tensor: Any, pre: Preprocessing, where: str) -> np.ndarray:
 
 async def classify(raw: Any, serving: Serving, call: Call) -> Any:
     call.api = "grpc_classify"
-    request = parse(raw, "tensorflow.serving.ClassificationRequest")
+    request = await off_loop(len(raw), lambda: parse(raw, "tensorflow.serving.ClassificationRequest"))
     version, label = model_version(request, serving, call)
     examples, context = _examples(request.input)
 
     async def decode(pre: Preprocessing) -> tuple[np.ndarray, None]:
-        images = [_example_image(example, context, pre, f"examples[{i}]") for i, example in enumerate(examples)]
-        return np.concatenate(images), None
+        def images() -> np.ndarray:
+            return np.concatenate([_example_image(example, context, pre, f"examples[{i}]")
+                                   for i, example in enumerate(examples)])
+
+        return await off_loop(len(raw), images), None
 
     served, _, outputs = await serving.run(call, version, label, decode)
     names = served.signature.class_names
@@ -209,6 +223,22 @@ def parse(raw: bytes, full_name: str) -> Any:
     except DecodeError as e:
         raise bad_request(f"request is not a valid {full_name.rsplit('.', 1)[-1]} ({e})") from None
 
+
+async def get_model_status(raw: Any, serving: Serving, call: Call) -> Any:
+    call.api = "grpc_status"
+    request = parse(raw, "tensorflow.serving.GetModelStatusRequest")
+    version, label = model_version(request, serving, call)
+    response = message("tensorflow.serving.GetModelStatusResponse")()
+    states = message("tensorflow.serving.ModelVersionStatus").State
+    for status in serving.versions.status(version, label):
+        entry = response.model_version_status.add(version=int(status["version"]), state=states.Value(status["state"]))
+        entry.status.error_code = 0 if status["status"]["error_code"] == "OK" else 2
+        entry.status.error_message = status["status"]["error_message"]
+    return response
+
+
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+MODEL_METHODS = {"GetModelStatus": (get_model_status, "tensorflow.serving.GetModelStatusResponse")}
 
 #: method → (handler, response message), the service's whole table.
 METHODS = {

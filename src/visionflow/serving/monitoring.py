@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 #: Every value the `api` label takes: a closed set, so no request can grow the metrics page.
 APIS = frozenset({"tfs_predict", "tfs_classify", "tfs_regress", "tfs_unknown", "tfs_metadata", "tfs_status",
                   "v2_server_metadata", "v2_live", "v2_ready", "v2_infer", "v2_model_ready", "v2_model_metadata",
-                  "metrics", "other", "grpc_predict", "grpc_classify", "grpc_metadata", "grpc_other",
+                  "metrics", "other", "grpc_predict", "grpc_classify", "grpc_metadata", "grpc_status", "grpc_other",
                   "grpc_v2_live", "grpc_v2_ready", "grpc_v2_server_metadata", "grpc_v2_model_ready",
                   "grpc_v2_model_metadata", "grpc_v2_infer"})
 

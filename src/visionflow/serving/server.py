@@ -95,6 +95,8 @@ def _server_class() -> type:
                 except OSError as e:
                     raise InputError(str(e)) from None
             await super().startup(sockets)
+            if self.should_exit and self.grpc is not None:  # the app did not start: nothing will call shutdown
+                await self.grpc.stop(0)
 
         async def shutdown(self, sockets: Any = None) -> None:
             if self.grpc is not None:
