@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_model, describe
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -82,7 +84,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+    print(f"# {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"torch {torch.__version__}, protobuf {__import__('google.protobuf').protobuf.__version__}")
     shard = CIFAR / "test-00000-of-00001.tfrecord"
     records = []
@@ -174,8 +176,6 @@ def csv_readers(rows: int, repeats: int) -> None:
     labels = read_idx(mnist / "train-labels-idx1-ubyte.gz")[:rows].astype(np.int64)
     rng = np.random.default_rng(0)
     table = rng.normal(size=(rows * 4, 20)).astype(np.float32)
-    from machine import describe
-
     print(f"# {describe()}, Python {platform.python_version()}, pyarrow {pyarrow.__version__}, pandas {pd.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         files = {"mnist.csv": (labels, images, "pixel"), "mnist.csv.gz": (labels, images, "pixel"),

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -202,7 +203,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     corpus = read_corpus(CORPUS, "char", (SETTINGS["valid_fraction"], SETTINGS["test_fraction"]))
-    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+    results: dict = {"machine": f"{cpu_model()}, {torch.get_num_threads()} threads",
                      "torch": torch.__version__, "seconds": args.seconds, "settings": SETTINGS}
     contenders = {"visionflow": lambda: run_visionflow(args.seconds, "auto"),
                   "visionflow_fp32": lambda: run_visionflow(args.seconds, "fp32"),

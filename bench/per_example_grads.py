@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=256)
     parser.add_argument("--json")
     args = parser.parse_args()
-    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+    results: dict = {"machine": f"{cpu_model()}, {torch.get_num_threads()} threads",
                      "torch": torch.__version__, "count": args.count}
     for name, shape in (("cnn", (1, 28, 28)), ("resnet20", (3, 32, 32))):
         torch.manual_seed(0)

@@ -154,8 +154,8 @@ def grpc_worker(target: str, requests_file: str, clients: int, seconds: float, r
 
         return one
 
-    run = open_loop(caller, rate, seconds, clients) if rate else closed_loop(caller, clients, seconds)
-    latencies: list[float] = run.pop("_latencies")
+    run = open_loop(caller, rate, seconds, clients, raw=True) if rate else closed_loop(caller, clients, seconds, raw=True)
+    latencies: list[float] = run["latencies"]
     print(json.dumps({"latencies": latencies, "failures": run["failures"]}))
 
 
@@ -167,10 +167,11 @@ def process_cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def closed_loop(call_factory, clients: int, seconds: float, cpu_of: int | None = None) -> dict:
+def closed_loop(call_factory, clients: int, seconds: float, cpu_of: int | None = None, raw: bool = False) -> dict:
     """`clients` threads calling as fast as answers come: rate, latency percentiles, CPU per request.
 
-    `cpu_of` is the process whose CPU time is charged to the requests (default: this one).
+    `cpu_of` is the process whose CPU time is charged to the requests (default: this one); `raw`
+    adds every latency in seconds (a load-generator process hands them to the parent to merge).
     """
     stop, start_gate = threading.Event(), threading.Barrier(clients + 1)
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -199,11 +200,12 @@ def closed_loop(call_factory, clients: int, seconds: float, cpu_of: int | None =
         t.join()
     summary = _summary([x for xs in latencies for x in xs], elapsed, failures[0])
     summary["cpu_us_per_request"] = cpu / max(1, summary["requests"]) * 1e6
-    summary["_latencies"] = [x for xs in latencies for x in xs]
+    if raw:
+        summary["latencies"] = [x for xs in latencies for x in xs]
     return summary
 
 
-def open_loop(call_factory, rate: float, seconds: float, clients: int = 16) -> dict:
+def open_loop(call_factory, rate: float, seconds: float, clients: int = 16, raw: bool = False) -> dict:
     """Requests on a fixed schedule at `rate`/s spread over `clients` threads; latency from the scheduled time."""
     stop_at = time.perf_counter() + 0.5 + seconds
     begin = time.perf_counter() + 0.5
@@ -230,7 +232,8 @@ def open_loop(call_factory, rate: float, seconds: float, clients: int = 16) -> d
     for t in threads:
         t.join()
     summary = _summary([x for xs in latencies for x in xs], seconds, failures[0])
-    summary["_latencies"] = [x for xs in latencies for x in xs]
+    if raw:
+        summary["latencies"] = [x for xs in latencies for x in xs]
     return summary
 
 
@@ -454,20 +457,15 @@ def main() -> None:
                 run = closed_loop(http_caller(host, port, bodies), clients, args.seconds, cpu_of=proc.pid)
             calls_after, served_after = batch_stats(host, port)
             run["mean_batch"] = (served_after - served) / max(1.0, calls_after - calls)
-            run.pop("_latencies", None)
             return run
 
         def measure_in_process(clients: int) -> dict:
-            run = closed_loop(session_caller(session, images), clients, args.seconds)
-            run.pop("_latencies", None)
-            return run
+            return closed_loop(session_caller(session, images), clients, args.seconds)
 
         def half_load(transport: str, offered: float) -> dict:
             if transport == "grpc":
                 return grpc_load(proc.grpc_target, requests_file, 16, args.seconds, args.client_processes, rate=offered)
-            run = open_loop(http_caller(host, port, bodies), offered, args.seconds)
-            run.pop("_latencies", None)
-            return run
+            return open_loop(http_caller(host, port, bodies), offered, args.seconds)
 
         try:
             print(f"{'clients':>7}  {'transport':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'batch':>5} "

@@ -143,6 +143,19 @@ class Server:
         raise AssertionError(f"condition not met within {timeout} s; server log:\n{self.stderr}")
 
 
+def metric(server: "Server", name: str, **labels: str) -> float:
+    """The sum of the samples of Prometheus metric `name` whose labels include `labels`."""
+    import re
+
+    text = server.request("GET", "/monitoring/prometheus/metrics")[2].decode()
+    total = 0.0
+    for match in re.finditer(r"^(\w+)(?:\{(.*)\})? (\S+)$", text, re.MULTILINE):
+        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', match[2] or ""))
+        if match[1] == name and labels.items() <= sample_labels.items():
+            total += float(match[3])
+    return total
+
+
 def serve_first_version(version_dir: Path, factory, *flags: str) -> Iterator["Server"]:
     """A server of `version_dir` published as version 1 of a new base, for a module-scoped fixture:
     yields it, then stops it and checks its log holds no traceback."""

@@ -25,7 +25,7 @@ from google.protobuf import descriptor_pb2
 from PIL import Image
 
 from conftest import ROOT, run_cli
-from serving_support import Server, publish_copy, serve_first_version
+from serving_support import Server, metric, publish_copy, serve_first_version
 from visionflow.export.exporter import export_model
 from visionflow.serving.grpc_messages import DESCRIPTORS, array_to_tensor, message
 
@@ -235,7 +235,7 @@ def test_health_metrics_and_rest_beside_grpc(server, digits) -> None:
         for name in ("", "tensorflow.serving.PredictionService", "inference.GRPCInferenceService"):
             assert stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=10).status == \
                 health_pb2.HealthCheckResponse.SERVING
-    before = _metric(server, "visionflow_requests_total", api="grpc_predict", code="200")
+    before = metric(server, "visionflow_requests_total", api="grpc_predict", code="200")
 
     def both(k: int) -> bool:
         if k % 2:
@@ -245,23 +245,11 @@ def test_health_metrics_and_rest_beside_grpc(server, digits) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(both, range(16)))
-    assert _metric(server, "visionflow_requests_total", api="grpc_predict", code="200") == before + 8
+    assert metric(server, "visionflow_requests_total", api="grpc_predict", code="200") == before + 8
     with pytest.raises(grpc.RpcError):
         rpc(server.grpc_target, "Predict", predict_request(digits[:1], name="x"), "tensorflow.serving.PredictResponse")
-    assert _metric(server, "visionflow_requests_total", api="grpc_predict", code="404") >= 1
-    assert _metric(server, "visionflow_requests_total", model="x") == 0  # unknown names never become labels
-
-
-def _metric(server: Server, name: str, **labels: str) -> float:
-    import re
-
-    text = server.request("GET", "/monitoring/prometheus/metrics")[2].decode()
-    total = 0.0
-    for match in re.finditer(r"^(\w+)(?:\{(.*)\})? (\S+)$", text, re.MULTILINE):
-        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', match[2] or ""))
-        if match[1] == name and labels.items() <= sample_labels.items():
-            total += float(match[3])
-    return total
+    assert metric(server, "visionflow_requests_total", api="grpc_predict", code="404") >= 1
+    assert metric(server, "visionflow_requests_total", model="x") == 0  # unknown names never become labels
 
 
 def test_predict_cli_over_grpc_prints_what_local_predict_prints(server, model_dir, digits, tmp_path) -> None:

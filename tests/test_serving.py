@@ -29,7 +29,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from conftest import assert_one_line_error, run_cli
-from serving_support import Server, publish_copy, serve_first_version
+from serving_support import Server, metric, publish_copy, serve_first_version
 from visionflow.engine.evaluation import load_model
 from visionflow.engine.modeldir import ModelDir
 from visionflow.errors import InputError
@@ -323,9 +323,9 @@ def test_concurrent_requests_are_batched_and_metered(server, digits):
                 errors.append(str(reply))
         conn.close()
 
-    before = _metric(server, "visionflow_batch_size_sum")
-    calls_before = _metric(server, "visionflow_batch_size_count")
-    singles_before = _metric(server, "visionflow_batch_size_bucket", le="1.0")
+    before = metric(server, "visionflow_batch_size_sum")
+    calls_before = metric(server, "visionflow_batch_size_count")
+    singles_before = metric(server, "visionflow_batch_size_bucket", le="1.0")
     threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
     for t in threads:
         t.start()
@@ -333,15 +333,15 @@ def test_concurrent_requests_are_batched_and_metered(server, digits):
         t.join()
     assert errors == []
     text = server.request("GET", "/monitoring/prometheus/metrics")[2].decode()
-    assert _metric(server, "visionflow_batch_size_sum") - before == 16 * 12
-    calls = _metric(server, "visionflow_batch_size_count") - calls_before
-    singles = _metric(server, "visionflow_batch_size_bucket", le="1.0") - singles_before
+    assert metric(server, "visionflow_batch_size_sum") - before == 16 * 12
+    calls = metric(server, "visionflow_batch_size_count") - calls_before
+    singles = metric(server, "visionflow_batch_size_bucket", le="1.0") - singles_before
     assert calls > singles, "no runtime call ever held more than one request"
     assert calls < 16 * 12
-    assert _metric(server, "visionflow_requests_total", api="tfs_predict", code="200", model="digits", version="1") >= 192
-    assert _metric(server, "visionflow_request_errors_total", api="tfs_predict", code="400", version="1") > 0
-    assert _metric(server, "visionflow_request_latency_seconds_count", api="v2_infer", version="1") > 0
-    assert _metric(server, "visionflow_model_version_available", model="digits", version="1") == 1
+    assert metric(server, "visionflow_requests_total", api="tfs_predict", code="200", model="digits", version="1") >= 192
+    assert metric(server, "visionflow_request_errors_total", api="tfs_predict", code="400", version="1") > 0
+    assert metric(server, "visionflow_request_latency_seconds_count", api="v2_infer", version="1") > 0
+    assert metric(server, "visionflow_model_version_available", model="digits", version="1") == 1
     assert not re.search(r'code="5\d\d"', text), "a request got a 5xx"
 
 
@@ -572,14 +572,3 @@ def test_v2_tensors_from_the_real_client_round_trip(images, datatype, binary):
     json_part, binary_part = split_body(header + raw, str(len(header)) if raw else None)
     request = parse_infer(parse_json(json_part), binary_part, TINY)
     assert np.array_equal(request.images, images)
-
-
-def _metric(server: Server, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels`."""
-    text = server.request("GET", "/monitoring/prometheus/metrics")[2].decode()
-    total = 0.0
-    for match in re.finditer(r"^(\w+)(?:\{(.*)\})? (\S+)$", text, re.MULTILINE):
-        sample_labels = dict(re.findall(r'(\w+)="([^"]*)"', match[2] or ""))
-        if match[1] == name and labels.items() <= sample_labels.items():
-            total += float(match[3])
-    return total

@@ -20,6 +20,7 @@ reads back: a header, the label, then one column per pixel in row-major (H, W, C
 from __future__ import annotations
 
 import math
+import re
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from ..formats.tfexample import image_example
 from ..formats.tfrecord import write_records
 from .base import SPLITS, Dataset, EncodedSplits, RecordMaker
 from .catalog import DataRequest, encoded_splits, load
+from .csvfiles import CSV_FILES
 from .shards import SHARD_PATTERN
 
 
@@ -113,15 +115,17 @@ def _shard_paths(out: Path, split: str, count: int) -> list[Path]:
     return [out / f"{split}-{j:05d}-of-{count:05d}.tfrecord" for j in range(count)]
 
 
-def _check_output(out: Path, planned: Sequence[Path]) -> None:
-    """Refuse to mix with other shards: a reader of `out` would take them for part of the dataset."""
+def _check_output(out: Path, planned: Sequence[Path], pattern: re.Pattern = SHARD_PATTERN,
+                  kind: str = "TFRecord shards") -> None:
+    """Refuse to mix with other data files (`pattern`): a reader of `out` would take them for part
+    of the dataset."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory")
     if not out.is_dir():
         return
-    others = sorted(p.name for p in out.iterdir() if SHARD_PATTERN.search(p.name) and p not in set(planned))
+    others = sorted(p.name for p in out.iterdir() if pattern.search(p.name) and p not in set(planned))
     if others:
-        raise InputError(f"{out}: already holds other TFRecord shards ({', '.join(others[:3])}"
+        raise InputError(f"{out}: already holds other {kind} ({', '.join(others[:3])}"
                          f"{', ...' if len(others) > 3 else ''}); write to an empty directory")
 
 
@@ -144,14 +148,7 @@ def _write_csv(data: Dataset, out: Path, compress: bool) -> ConvertResult:
     """Each non-empty split as OUT/SPLIT.csv[.gz], and labels.txt."""
     suffix = ".csv.gz" if compress else ".csv"
     planned = {split: out / f"{split}{suffix}" for split in SPLITS if len(data.split(split))}
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    if out.is_dir():
-        others = sorted(p.name for p in out.iterdir() if p.name.endswith((".csv", ".csv.gz"))
-                        and p not in planned.values())
-        if others:
-            raise InputError(f"{out}: already holds other CSV files ({', '.join(others[:3])}); write to an empty "
-                             "directory")
+    _check_output(out, list(planned.values()), CSV_FILES, "CSV files")
     result = ConvertResult(out, tuple(data.class_names))
     pixels = data.train.images.dtype == np.uint8
     for split, path in planned.items():

@@ -169,31 +169,44 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _layout(path: Path, options: CsvOptions) -> tuple[tuple[str, ...], bool, int]:
-    """(column names, whether line 1 is a header, the label column's index)."""
+@dataclass(frozen=True)
+class _Layout:
+    """What line 1 (and line 2) say: the column names, whether line 1 is a header, the label
+    column's index, and the first few data records, read in one pass over the file's start."""
+
+    names: tuple[str, ...]
+    header: bool
+    label: int
+    first: list[list[str]]
+
+
+def _layout(path: Path, options: CsvOptions, peek: int = 1) -> _Layout:
+    """The file's layout, with up to `peek` (at least 1) data records."""
     records = _records(path, options.delimiter)
-    first = next(records, None)
-    if first is None:
+    head = [fields for _, (_, fields) in zip(range(peek + 1), records)]
+    if not head:
         raise InputError(f"{path}: empty file (no records)")
-    _, fields = first
-    header = options.header if options.header is not None else _looks_like_header(fields, next(records, None))
+    fields = head[0]
+    header = options.header if options.header is not None else _looks_like_header(fields, head[1] if len(head) > 1
+                                                                                    else None)
     names = tuple(f.strip() for f in fields) if header else tuple(f"column{i}" for i in range(len(fields)))
     if header and len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
         raise InputError(f"{path}: line 1: column name {duplicate!r} appears twice in the header")
     if len(names) < 2:
         raise InputError(f"{path}: {len(names)} column; a label and at least one feature column are needed")
-    return names, header, _label_index(path, names, options.label_column, header)
+    data = head[1:] if header else head[:peek]
+    return _Layout(names, header, _label_index(path, names, options.label_column, header), data)
 
 
-def _looks_like_header(fields: list[str], second: Optional[tuple[int, list[str]]]) -> bool:
+def _looks_like_header(fields: list[str], second: Optional[list[str]]) -> bool:
     """Whether line 1 names the columns: some column is text there but a number on line 2 (as
     csv.Sniffer judges it), so a headerless file with a text label column ("5.1,3.5,setosa") keeps
     its first record.  With one line only: whether any of its fields is text."""
     text = [i for i, f in enumerate(fields) if f.strip() and not _is_number(f)]
     if second is None or not text:
         return bool(text)
-    below = [second[1][i] if i < len(second[1]) else "" for i in text]
+    below = [second[i] if i < len(second) else "" for i in text]
     if any(_is_number(g) for g in below):
         return True
     return all(not g.strip() for g in below)  # text above empty fields only: a header over sparse data
@@ -220,17 +233,14 @@ def peek_records(path: str | Path, options: CsvOptions, count: int) -> tuple[tup
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    names, header, label = _layout(path, options)
-    records = _records(path, options.delimiter)
-    if header:
-        next(records, None)
-    return names, label, [fields for _, (_, fields) in zip(range(count), records)]
+    layout = _layout(path, options, count)
+    return layout.names, layout.label, layout.first
 
 
 def line_of_record(path: str | Path, options: CsvOptions, index: int) -> int:
     """The line on which data record `index` (0-based, after any header) ends."""
     path = Path(path)
-    _, header, _ = _layout(path, options)
+    header = _layout(path, options).header
     records = _records(path, options.delimiter)
     for i, (line, _) in enumerate(records):
         if i - int(header) == index:
@@ -250,9 +260,15 @@ def read_csv_columns(path: str | Path, options: CsvOptions, pixels: bool = False
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    names, header, label = _layout(path, options)
+    layout = _layout(path, options)
+    names, header, label = layout.names, layout.header, layout.label
     defaults = parse_defaults(options.column_defaults, names, str(path))
     feature_idx = [i for i in range(len(names)) if i != label]
+    if pixels:
+        for i in feature_idx:
+            if defaults[i] is not None and not (0 <= defaults[i] <= 255 and defaults[i] == int(defaults[i])):
+                raise InputError(f"{path}: --column-defaults: the default {defaults[i]:g} of column {names[i]!r} "
+                                 "is not a pixel value (an integer 0-255)")
     feature_type = pa.uint8() if pixels else pa.float64()  # float64 parses faster; rounded to float32 below
     reader_options = pacsv.ReadOptions(column_names=list(names), skip_rows=1 if header else 0,
                                        block_size=BLOCK_BYTES)
@@ -260,7 +276,7 @@ def read_csv_columns(path: str | Path, options: CsvOptions, pixels: bool = False
     # Labels parsed as numbers when the first one is one (casting text afterwards costs more than the
     # whole parse), and quoted newlines (rare, a third of the parse's time) allowed only on a retry.
     attempts = [(pa.string(), False), (pa.string(), True)]
-    first = peek_records(path, options, 1)[2]
+    first = layout.first
     if options.regression or (first and len(first[0]) > label and first[0][label].strip().lstrip("+-").isdigit()):
         attempts.insert(0, (pa.float64() if options.regression else pa.int64(), False))
     for label_type, newlines in attempts:
@@ -280,7 +296,7 @@ def read_csv_columns(path: str | Path, options: CsvOptions, pixels: bool = False
                 block = _block_features(batch, feature_idx, defaults, pixels)
                 text = _block_labels(batch.column(label), defaults[label])
                 if block is None or text is None:
-                    raise _diagnose(path, options, names, header, defaults, pixels)
+                    raise _diagnose(path, options, layout, defaults, pixels)
                 rows += len(text)
                 if rows * len(feature_idx) > MAX_VALUES:
                     raise InputError(f"{path}: more than {MAX_VALUES:,} values ({rows:,} records of "
@@ -290,7 +306,7 @@ def read_csv_columns(path: str | Path, options: CsvOptions, pixels: bool = False
             break
         except pa.ArrowInvalid as e:
             if (label_type, newlines) == attempts[-1]:
-                raise _diagnose(path, options, names, header, defaults, pixels, str(e)) from None
+                raise _diagnose(path, options, layout, defaults, pixels, str(e)) from None
         except (OSError, EOFError) as e:  # a truncated or corrupt gzip stream
             raise InputError(f"{path}: cannot be read ({e})") from None
     if rows == 0:
@@ -311,8 +327,6 @@ def _block_features(batch: "pa.RecordBatch", columns: list[int], defaults: list[
         filled = []
         for column, i in zip(part.columns, columns):
             if column.null_count and defaults[i] is None:
-                return None
-            if column.null_count and pixels and not (0 <= defaults[i] <= 255 and defaults[i] == int(defaults[i])):
                 return None
             filled.append(column.fill_null(pa.scalar(defaults[i]).cast(column.type)) if column.null_count else column)
         part = pa.record_batch(filled, names=part.schema.names)
@@ -343,10 +357,10 @@ def _block_labels(column: "pa.Array", default: Optional[float]) -> Optional["np.
         return column.to_numpy(zero_copy_only=False)
 
 
-def _diagnose(path: Path, options: CsvOptions, names: tuple[str, ...], header: bool,
-              defaults: list[Optional[float]], pixels: bool, arrow_message: str = "") -> InputError:
+def _diagnose(path: Path, options: CsvOptions, layout: _Layout, defaults: list[Optional[float]], pixels: bool,
+              arrow_message: str = "") -> InputError:
     """The first bad record of `path`, found by reading it again with Python's csv module."""
-    label = _label_index(path, names, options.label_column, header)
+    names, header, label = layout.names, layout.header, layout.label
     records = _records(path, options.delimiter)
     if header:
         next(records, None)
@@ -359,8 +373,6 @@ def _diagnose(path: Path, options: CsvOptions, names: tuple[str, ...], header: b
             if field == "":
                 if defaults[i] is None:
                     return InputError(f"{where}: empty field, and the column has no default (--column-defaults)")
-                if pixels and i != label and not (0 <= defaults[i] <= 255 and defaults[i] == int(defaults[i])):
-                    return InputError(f"{where}: empty field, and the default {defaults[i]:g} is not a pixel value")
                 continue
             if i == label:
                 continue

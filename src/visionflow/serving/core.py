@@ -101,6 +101,9 @@ class Serving:
         self.options = options
         self.metrics = ServingMetrics()
         self.arrivals = Arrivals()
+        #: Called (on the event loop) after any version changes state — a transport's own health
+        #: reporting follows the versions here instead of polling them.
+        self.version_listeners: list[Callable[[], None]] = []
         self.versions = ModelVersions(options.model_name, ExportBase(options.base_path), options.policy, self._load,
                                       options.version_labels, self._on_change,
                                       drain_seconds=max(RETIRE_DRAIN_S, options.request_timeout_s + 5.0))
@@ -114,11 +117,15 @@ class Serving:
         match = pattern.fullmatch(request.path_params["rest"])
         if match is None:
             raise not_found(f"{request.url.path}: no such endpoint")
-        if match["name"] != self.options.model_name:
-            raise not_found(f"model {match['name']!r} is not served here "
-                            f"(this server serves {self.options.model_name!r})")
-        call.model = match["name"]
+        self.check_model(match["name"], call)
         return match, path_version(match["version"])
+
+    def check_model(self, name: str, call: Call) -> None:
+        """404 unless `name` is the served model; only then does it become the call's metrics label,
+        so no request can add label values to the metrics page (every transport checks here)."""
+        if name != self.options.model_name:
+            raise not_found(f"model {name!r} is not served here (this server serves {self.options.model_name!r})")
+        call.model = name
 
     async def read_body(self, request: Request, call: Call) -> bytes:
         """The body, at most `max_body_bytes` (413 beyond), gzip/deflate content decoded."""
@@ -185,6 +192,8 @@ class Serving:
         self.metrics.available.labels(self.options.model_name, str(version)).set(state.state == "AVAILABLE")
         if state.error:
             self.metrics.load_failures.labels(self.options.model_name).inc()
+        for listener in self.version_listeners:
+            listener()
 
 
 def json_response(payload: Any, status: int = 200, version: int | None = None) -> Response:

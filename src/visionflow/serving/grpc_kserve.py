@@ -25,7 +25,7 @@ from .core import Call, Serving
 from .errors import bad_request, not_found
 from .grpc_messages import message, v2_contents
 from .grpc_tfserving import off_loop, parse
-from .kserve import EXTENSIONS
+from .kserve import EXTENSIONS, platform_of
 from .v2_tensors import OUTPUT_DATATYPES, bytes_tensor, check_shape, classification, v2_images
 
 SERVICE = "inference.GRPCInferenceService"
@@ -50,9 +50,7 @@ async def server_metadata(raw: Any, serving: Serving, call: Call) -> Any:
 
 
 def _model(name: str, version_text: str, serving: Serving, call: Call) -> int | None:
-    if name != serving.options.model_name:
-        raise not_found(f"model {name!r} is not served here (this server serves {serving.options.model_name!r})")
-    call.model = name  # only the served name becomes a metrics label
+    serving.check_model(name, call)
     if not version_text:
         return None
     try:
@@ -76,7 +74,7 @@ async def model_metadata(raw: Any, serving: Serving, call: Call) -> Any:
     with serving.versions.lease(version, None) as served:
         call.version = str(served.version)
         signature = served.signature
-        platform = "onnxruntime_onnx" if served.runner.description.startswith("onnxruntime") else "pytorch_libtorch"
+        platform = platform_of(served)
     response = message("inference.ModelMetadataResponse")(
         name=request.name, versions=[str(v) for v in sorted(serving.versions.available)], platform=platform)
     for spec in signature.inputs:

@@ -8,8 +8,9 @@ server's --request-timeout applies as it does to REST (DEADLINE_EXCEEDED), a `Re
 gRPC status that says what was wrong (see `STATUS`), and every call is counted in the Prometheus
 metrics with the HTTP status of the same failure (TF Serving issue #1624 was gRPC missing there).
 Messages larger than --grpc-max-message-mb are refused by grpc itself with RESOURCE_EXHAUSTED.
-The standard health service (grpc.health.v1) says SERVING while a version is available, and
-server reflection (optional) describes the services from the private descriptor pool.
+The standard health service (grpc.health.v1) says SERVING while a version is available (it
+follows `Serving.version_listeners`), and server reflection (optional) describes the services
+from the private descriptor pool.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ STATUS = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
 #: (service name, method table) of every service served.
 SERVICES = ((grpc_tfserving.SERVICE, grpc_tfserving.METHODS), (grpc_tfserving.MODEL_SERVICE, grpc_tfserving.MODEL_METHODS),
             (grpc_kserve.SERVICE, grpc_kserve.METHODS))
-#: How often the health service's status follows the versions (seconds).
-HEALTH_POLL_S = 0.5
 
 Handler = Callable[[bytes, Serving, Call], Awaitable[Any]]
 
@@ -47,7 +46,7 @@ class GrpcServer:
         self.server: grpc.aio.Server | None = None
         self.health: Any = None
         self.port = 0
-        self._watch: asyncio.Task | None = None
+        self._health_update: asyncio.Task | None = None
 
     def _build(self) -> grpc.aio.Server:
         """The server with every service; made in the running event loop, which grpc.aio binds to."""
@@ -59,9 +58,9 @@ class GrpcServer:
         for service, methods in SERVICES:
             table = {name: _unary(handler, self.serving) for name, (handler, _) in methods.items()}
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, table),))
-        from grpc_health.v1 import health_pb2_grpc
+        from grpc_health.v1 import health, health_pb2_grpc
 
-        self.health = _health_servicer(self.serving)
+        self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if options.grpc_reflection:
             from grpc_reflection.v1alpha import reflection
@@ -81,46 +80,29 @@ class GrpcServer:
             raise OSError(f"cannot listen on {options.host}:{options.grpc_port} for gRPC ({e}); --grpc-port auto takes "
                           "any free port, --grpc-port 0 serves REST alone") from None
         await self.server.start()
-        self._watch = asyncio.create_task(self._follow_versions())
+        await self._publish_health()
+        self.serving.version_listeners.append(self._versions_changed)
         return self.port
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking calls; answer those in flight for up to `grace_s` seconds."""
-        if self._watch is not None:
-            self._watch.cancel()
+        if self._versions_changed in self.serving.version_listeners:
+            self.serving.version_listeners.remove(self._versions_changed)
         if self.server is not None:
             await self.health.enter_graceful_shutdown()
             await self.server.stop(grace_s)
 
-    async def _follow_versions(self) -> None:
+    def _versions_changed(self) -> None:
+        self._health_update = asyncio.get_running_loop().create_task(self._publish_health())
+
+    async def _publish_health(self) -> None:
+        """SERVING for the server and each service while a version is available, else NOT_SERVING."""
         from grpc_health.v1 import health_pb2
 
-        serving, last = health_pb2.HealthCheckResponse.SERVING, None
-        while True:
-            status = serving if self.serving.versions.available else health_pb2.HealthCheckResponse.NOT_SERVING
-            if status != last:
-                for name in ("",) + tuple(service for service, _ in SERVICES):
-                    await self.health.set(name, status)
-                last = status
-            await asyncio.sleep(HEALTH_POLL_S)
-
-
-def _health_servicer(serving: Serving) -> Any:
-    """grpc.health.v1 whose Check answers from the versions at call time (Watch streams follow the
-    statuses `_follow_versions` sets, every HEALTH_POLL_S)."""
-    from grpc_health.v1 import health, health_pb2
-
-    names = {"", *(service for service, _ in SERVICES)}
-
-    class Health(health.aio.HealthServicer):
-        async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if request.service not in names:
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-            status = (health_pb2.HealthCheckResponse.SERVING if serving.versions.available and not self._gracefully_shutting_down
-                      else health_pb2.HealthCheckResponse.NOT_SERVING)
-            return health_pb2.HealthCheckResponse(status=status)
-
-    return Health()
+        status = (health_pb2.HealthCheckResponse.SERVING if self.serving.versions.available
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("",) + tuple(service for service, _ in SERVICES):
+            await self.health.set(name, status)
 
 
 def _unary(handler: Handler, serving: Serving) -> grpc.RpcMethodHandler:

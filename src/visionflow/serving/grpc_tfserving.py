@@ -23,7 +23,6 @@ when neither), and a signature: "" or "serving_default".
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from typing import Any, Callable, TypeVar
 
@@ -35,6 +34,7 @@ from .core import OFFLOAD_BYTES, Call, Serving
 from .errors import RequestError, bad_request, not_found
 from .grpc_messages import DT_INT64, DT_STRING, DT_UINT8, array_to_tensor, message, tensor_to_array
 from .images import decode_image, image_batch
+from .tfserving import signature_summary
 
 SERVICE = "tensorflow.serving.PredictionService"
 T = TypeVar("T")
@@ -45,9 +45,7 @@ _TF_DTYPE = {"uint8": DT_UINT8, "float32": 1, "int64": DT_INT64}
 def model_version(request: Any, serving: Serving, call: Call) -> tuple[int | None, str | None]:
     """The version (or label) `request.model_spec` asks for, after checking its name and signature."""
     spec = request.model_spec
-    if spec.name != serving.options.model_name:
-        raise not_found(f"model {spec.name!r} is not served here (this server serves {serving.options.model_name!r})")
-    call.model = spec.name  # only the served name becomes a metrics label: requests cannot grow the page
+    serving.check_model(spec.name, call)
     if spec.signature_name not in SIGNATURES:
         raise bad_request(f"signature {spec.signature_name!r} not found (the model has 'serving_default')")
     choice = spec.WhichOneof("version_choice")
@@ -185,10 +183,8 @@ async def get_model_metadata(raw: Any, serving: Serving, call: Call) -> Any:
     if "signature_def" in fields:
         response.metadata["signature_def"].Pack(signature_def_map(signature))
     if "visionflow_signature" in fields:
-        summary = {"preprocessing": dataclasses.asdict(signature.preprocessing),
-                   "class_names": list(signature.class_names), "model": signature.model.name,
-                   "global_step": signature.global_step, "visionflow_version": signature.visionflow_version}
-        response.metadata["visionflow_signature"].Pack(message("google.protobuf.StringValue")(value=json.dumps(summary)))
+        summary = json.dumps(signature_summary(signature))
+        response.metadata["visionflow_signature"].Pack(message("google.protobuf.StringValue")(value=summary))
     return response
 
 

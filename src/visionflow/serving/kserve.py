@@ -21,6 +21,7 @@ from ..preprocessing import Preprocessing
 from .core import Call, Serving, json_response, require_method
 from .errors import not_found
 from .rest_payloads import parse_json
+from .runtime import ServedVersion
 from .v2_tensors import OUTPUT_DATATYPES, InferRequest, encode_response, parse_infer, split_body
 
 PATH = re.compile(r"(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer)?")
@@ -64,11 +65,16 @@ async def handle(request: Request, serving: Serving, call: Call) -> Response:
     return json_response({
         "name": match["name"],
         "versions": [str(v) for v in sorted(serving.versions.available)],
-        "platform": "onnxruntime_onnx" if served.runner.description.startswith("onnxruntime") else "pytorch_libtorch",
+        "platform": platform_of(served),
         "inputs": _tensors(signature.inputs, {"images": "UINT8"}),
         "outputs": _tensors(signature.outputs, OUTPUT_DATATYPES),
         "parameters": {"class_names": list(signature.class_names), "version": str(served.version)},
     }, version=served.version)
+
+
+def platform_of(served: ServedVersion) -> str:
+    """The V2 `platform` of a loaded version: which runtime answers for it."""
+    return "onnxruntime_onnx" if served.runner.description.startswith("onnxruntime") else "pytorch_libtorch"
 
 
 def _tensors(specs: tuple[TensorSpec, ...], datatypes: dict[str, str]) -> list[dict]:

@@ -86,10 +86,11 @@ def metadata(name: str, version: int, signature: Signature) -> dict:
                      "method_name": "tensorflow/serving/predict"}
     return {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
             "metadata": {"signature_def": {"signature_def": {"serving_default": signature_def}},
-                         "visionflow_signature": _signature_summary(signature)}}
+                         "visionflow_signature": signature_summary(signature)}}
 
 
-def _signature_summary(signature: Signature) -> dict:
+def signature_summary(signature: Signature) -> dict:
+    """What a client needs to send images (our addition to GetModelMetadata, REST and gRPC)."""
     return {"preprocessing": dataclasses.asdict(signature.preprocessing),
             "class_names": list(signature.class_names), "model": signature.model.name,
             "global_step": signature.global_step, "visionflow_version": signature.visionflow_version}
