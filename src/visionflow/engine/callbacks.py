@@ -15,7 +15,7 @@ no-op base, and any object with some of these methods works too):
                                      after every step: the model's outputs (detached, on the
                                      device), the batch's targets, its sample weights (or None)
                                      and its loss — only passed when a callback has this hook
-  on_log(step, metrics)              every `log_every` steps and at the last: loss, accuracy,
+  on_log(step, metrics)              every `log_every` steps and at the last: loss, accuracy (class labels only),
                                      learning_rate, examples_per_sec of the steps since the last log
   on_step_end(step)                  after every optimizer step (`step` is the new global step)
   on_checkpoint(step)                after a checkpoint of `step` was written

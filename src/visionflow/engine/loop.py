@@ -480,10 +480,10 @@ class _LossWindow:
             totals = all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64,
                                                  device=self.losses.device)).tolist()
             loss_sum, correct, seen = totals[0] / world().size, int(totals[1]), int(totals[2])
-        metrics = {"loss": loss_sum / n if n else 0.0,
-                   "accuracy": correct / seen if seen and self.classified else 0.0,
-                   "learning_rate": lr,
-                   "examples_per_sec": examples / (now - self.t0) if now > self.t0 else 0.0}
+        metrics = {"loss": loss_sum / n if n else 0.0}
+        if self.classified:  # a regression (float targets) has no accuracy to log, not an accuracy of 0
+            metrics["accuracy"] = correct / seen if seen else 0.0
+        metrics.update(learning_rate=lr, examples_per_sec=examples / (now - self.t0) if now > self.t0 else 0.0)
         self.correct.zero_()
         self.n = self.checked = self.examples = 0
         self.t0 = now

@@ -32,7 +32,7 @@ class ProgressReporter(Callback):
         loss = metrics["loss"]
         quality = (f"perplexity {metrics['perplexity']:.2f}" if "perplexity" in metrics
                    else f"RMSE {loss ** 0.5:.4g}" if self.trainer.run.train.loss == "mse"
-                   else f"accuracy {metrics['accuracy']:.2%}")
+                   else f"accuracy {metrics['accuracy']:.2%}" if "accuracy" in metrics else "")
         self.progress.describe(f"loss {loss:.4f}  {quality}")
         processes = self.trainer.world.size
         per_rank = f" per process × {processes}" if processes > 1 else ""
